@@ -1,0 +1,242 @@
+"""Dense (gather) convolution kernels in Lava's layout.
+
+Every kernel here takes already-validated, already-normalised arguments and
+preallocated arrays, and only loops. The wrapper in :mod:`lavaconv.engine` pads
+and casts the input, re-lays the weights out and chooses the kernel.
+
+Shared conventions
+------------------
+``xp``
+    Zero-padded input, ``(N, Xp, Yp * C_in)`` (the last two axes of the padded
+    ``(N, Xp, Yp, C_in)`` frame flattened, so a run of ``KY`` neighbouring pixels
+    is one contiguous slice), in the accumulator dtype.
+``out``
+    ``(N, X_out, Y_out, C_out)``, accumulator dtype; may be uninitialised: each
+    kernel zeroes an output row before accumulating into it.
+Parallelism
+    ``prange`` runs over ``N * X_out`` output rows; iteration ``r`` writes only
+    ``out[n, xo]`` for ``(n, xo) = divmod(r, X_out)``, so no two iterations write
+    the same output cell.
+"""
+
+from __future__ import annotations
+
+from numba import prange
+
+from ._config import jit_parallel, jit_serial
+
+__all__ = ["conv_dense_dot", "conv_dense_depthwise", "pad_cast"]
+
+
+@jit_serial
+def _dot1(xrow_n, wf_k, base, c_in, cg, dx, dy, kx, nj, run, x0, acc):
+    """One output cell: ``acc`` plus its dot products over all taps (serial helper)."""
+    for i in range(kx):
+        xrow = xrow_n[x0 + i * dx]
+        w_i = wf_k[i]
+        for j in range(nj):
+            start = base + j * dy * c_in
+            a = xrow[start:start + run]
+            w = w_i[j * cg:j * cg + run]
+            for c in range(run):
+                acc += a[c] * w[c]
+    return acc
+
+
+@jit_parallel
+def conv_dense_dot(xp, wf, out, c_in, cg, ky, sx, sy, dx, dy, groups, nj, run):
+    """Gather convolution as dot products over contiguous input runs.
+
+    Parameters
+    ----------
+    xp : ndarray, (N, Xp, Yp * C_in)
+        Padded input (see module docstring).
+    wf : ndarray, (C_out, KX, KY * Cg)
+        Correlation-ordered weights: ``wf[k, i, j * Cg + c] = W[k, KX-1-i, KY-1-j, c]``.
+    out : ndarray, (N, X_out, Y_out, C_out)
+        Output; every cell is overwritten.
+    c_in, cg, ky : int
+        Input channels, channels per group, kernel height.
+    sx, sy, dx, dy : int
+        Strides and dilations.
+    groups : int
+        Number of groups.
+    nj, run : int
+        Either ``(KY, Cg)``: one dot of length ``Cg`` per kernel tap, or ``(1, KY * C_in)``
+        when ``dy == 1`` and ``groups == 1``: the ``KY`` taps of a kernel column are
+        contiguous in ``xp`` and form a single longer dot product.
+
+    Notes
+    -----
+    Register blocking: two neighbouring output pixels along Y times four output
+    channels are computed together, so each iteration of the vectorised inner
+    loop loads 2 input and 4 weight vectors for 8 multiply-adds (a 1x1 block needs
+    2 loads per multiply-add, and is load-bound). Leftover pixels and channels go
+    through :func:`_dot1`.
+    """
+    n_frames, x_out, y_out, c_out = out.shape
+    kx = wf.shape[1]
+    kg = c_out // groups
+    ystep = sy * c_in
+    for r in prange(n_frames * x_out):
+        n = r // x_out
+        xo = r - n * x_out
+        xrow_n = xp[n]
+        x0 = xo * sx
+        out[n, xo] = 0
+        yo = 0
+        while yo < y_out:
+            pair = yo + 1 < y_out
+            o0 = out[n, xo, yo]
+            o1 = out[n, xo, yo + 1] if pair else o0
+            for g in range(groups):
+                base = yo * ystep + g * cg
+                k = g * kg
+                k_end = k + kg
+                while pair and k + 4 <= k_end:
+                    s00 = o0[k]
+                    s01 = o0[k + 1]
+                    s02 = o0[k + 2]
+                    s03 = o0[k + 3]
+                    s10 = o1[k]
+                    s11 = o1[k + 1]
+                    s12 = o1[k + 2]
+                    s13 = o1[k + 3]
+                    for i in range(kx):
+                        xrow = xrow_n[x0 + i * dx]
+                        for j in range(nj):
+                            start = base + j * dy * c_in
+                            a0 = xrow[start:start + run]
+                            a1 = xrow[start + ystep:start + ystep + run]
+                            wo = j * cg
+                            w0 = wf[k, i, wo:wo + run]
+                            w1 = wf[k + 1, i, wo:wo + run]
+                            w2 = wf[k + 2, i, wo:wo + run]
+                            w3 = wf[k + 3, i, wo:wo + run]
+                            for c in range(run):
+                                u = a0[c]
+                                v = a1[c]
+                                s00 += u * w0[c]
+                                s01 += u * w1[c]
+                                s02 += u * w2[c]
+                                s03 += u * w3[c]
+                                s10 += v * w0[c]
+                                s11 += v * w1[c]
+                                s12 += v * w2[c]
+                                s13 += v * w3[c]
+                    o0[k] = s00
+                    o0[k + 1] = s01
+                    o0[k + 2] = s02
+                    o0[k + 3] = s03
+                    o1[k] = s10
+                    o1[k + 1] = s11
+                    o1[k + 2] = s12
+                    o1[k + 3] = s13
+                    k += 4
+                while k < k_end:
+                    o0[k] = _dot1(xrow_n, wf[k], base, c_in, cg, dx, dy, kx, nj, run, x0, o0[k])
+                    if pair:
+                        o1[k] = _dot1(xrow_n, wf[k], base + ystep, c_in, cg, dx, dy, kx, nj, run, x0, o1[k])
+                    k += 1
+            yo += 2 if pair else 1
+
+
+@jit_parallel
+def conv_dense_depthwise(xp, wd, out, c_in, ky, sx, sy, dx, dy):
+    """Depthwise convolution (``groups == C_in == C_out``), vectorised over channels.
+
+    Parameters
+    ----------
+    xp : ndarray, (N, Xp, Yp * C_in)
+        Padded input.
+    wd : ndarray, (KX * KY, L)
+        Correlation-ordered per-channel weights, one row per tap ``t = i * KY + j``:
+        ``wd[t, c] = W[c, KX-1-i, KY-1-j, 0]`` for ``c < C``. When ``sy == 1`` the row
+        may be tiled ``Y_out`` times (``L = Y_out * C``): then one vector loop covers a
+        whole output row, which measured 1.3x faster than one loop per output pixel on
+        the ``depthwise`` workload. Otherwise ``L = C``.
+    out : ndarray, (N, X_out, Y_out, C)
+        Output; every cell is overwritten.
+    c_in, ky, sx, sy, dx, dy : int
+        Channels, kernel height, strides, dilations.
+
+    Notes
+    -----
+    Taps are fused three at a time, so each output vector is loaded and stored once
+    per three multiply-adds (measured 1.5x faster than one tap per pass).
+    """
+    n_frames, x_out, y_out, c_out = out.shape
+    ntaps, run = wd.shape
+    n_pix = y_out * c_in // run
+    for r in prange(n_frames * x_out):
+        n = r // x_out
+        xo = r - n * x_out
+        xrow_n = xp[n]
+        orow_all = out[n, xo].reshape(y_out * c_in)
+        orow_all[:] = 0
+        for p in range(n_pix):
+            yo0 = p * sy * c_in
+            orow = orow_all[p * run:(p + 1) * run]
+            t = 0
+            while t + 3 <= ntaps:
+                i0, j0 = divmod(t, ky)
+                i1, j1 = divmod(t + 1, ky)
+                i2, j2 = divmod(t + 2, ky)
+                s0 = yo0 + j0 * dy * c_in
+                s1 = yo0 + j1 * dy * c_in
+                s2 = yo0 + j2 * dy * c_in
+                a0 = xrow_n[xo * sx + i0 * dx, s0:s0 + run]
+                a1 = xrow_n[xo * sx + i1 * dx, s1:s1 + run]
+                a2 = xrow_n[xo * sx + i2 * dx, s2:s2 + run]
+                w0 = wd[t]
+                w1 = wd[t + 1]
+                w2 = wd[t + 2]
+                for c in range(run):
+                    orow[c] += a0[c] * w0[c] + a1[c] * w1[c] + a2[c] * w2[c]
+                t += 3
+            while t < ntaps:
+                i0, j0 = divmod(t, ky)
+                s0 = yo0 + j0 * dy * c_in
+                a0 = xrow_n[xo * sx + i0 * dx, s0:s0 + run]
+                w0 = wd[t]
+                for c in range(run):
+                    orow[c] += a0[c] * w0[c]
+                t += 1
+
+
+@jit_parallel
+def pad_cast(x, xp, px, py):
+    """Copy ``x`` into the interior of ``xp`` (casting) and zero the border.
+
+    Parameters
+    ----------
+    x : ndarray, (N, X, Y, C)
+        Input frames, any numeric or bool dtype.
+    xp : ndarray, (N, X + 2 px, Y + 2 py, C)
+        Destination in the accumulator dtype; every cell is written.
+    px, py : int
+        Padding.
+
+    Notes
+    -----
+    One pass, parallel over padded rows (each iteration owns ``xp[n, row]``).
+    Replaces ``np.zeros`` + slice assignment, which wrote the buffer twice.
+    """
+    n_frames, xpad, ypad, c = xp.shape
+    x_in = x.shape[1]
+    y_in = x.shape[2]
+    for r in prange(n_frames * xpad):
+        n = r // xpad
+        xi = r - n * xpad
+        row = xp[n, xi]
+        if xi < px or xi >= px + x_in:
+            row[:, :] = 0
+        else:
+            row[:py, :] = 0
+            row[py + y_in:, :] = 0
+            src = x[n, xi - px]
+            for y in range(y_in):
+                d = row[py + y]
+                s = src[y]
+                for k in range(c):
+                    d[k] = s[k]

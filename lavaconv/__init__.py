@@ -1,0 +1,39 @@
+"""lavaconv: Loihi's convolutional synapse on the CPU, fast and bit-exact.
+
+A drop-in for Lava's ``lava.proc.conv``: ``from lavaconv import utils`` gives the
+functional API (:func:`conv`, :func:`conv_scipy`, :func:`conv_to_sparse`, ...).
+Compiled kernels live in :mod:`lavaconv.kernels`.
+"""
+
+from __future__ import annotations
+
+from . import utils
+from .geometry import Geometry, validate_geometry
+from .utils import (
+    TensorOrder,
+    conv,
+    conv_scipy,
+    conv_to_sparse,
+    make_tuple,
+    output_shape,
+    saturate_to_bits,
+    signed_clamp,
+    wrap_to_bits,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Geometry",
+    "TensorOrder",
+    "conv",
+    "conv_scipy",
+    "conv_to_sparse",
+    "make_tuple",
+    "output_shape",
+    "saturate_to_bits",
+    "signed_clamp",
+    "utils",
+    "validate_geometry",
+    "wrap_to_bits",
+]
