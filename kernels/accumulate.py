@@ -30,18 +30,22 @@ def wrap_to_bits_1d(v, out, bits):
 
     Notes
     -----
-    Computed in ``uint64``, where overflow wraps by definition, as
-    ``((v + half) & mask) - half``; for ``bits == 64`` it is the identity.
+    ``v & (2**bits - 1)`` is ``v mod 2**bits`` in two's complement; values at or above
+    ``2**(bits-1)`` then lose ``2**bits``, subtracted as two halves so that no
+    intermediate leaves int64 even for ``bits == 63`` (no overflow, with or without
+    the JIT). For ``bits == 64`` it is the identity.
     """
-    half = np.uint64(1) << np.uint64(bits - 1)
-    mask = (half << np.uint64(1)) - np.uint64(1)
-    ihalf = np.int64(half) if bits < 64 else np.int64(0)
-    for t in range(v.shape[0]):
-        if bits == 64:
+    if bits >= 64:
+        for t in range(v.shape[0]):
             out[t] = v[t]
-        else:
-            u = (np.uint64(v[t]) + half) & mask
-            out[t] = np.int64(u) - ihalf
+        return
+    half = np.int64(1) << np.int64(bits - 1)
+    mask = (half - np.int64(1)) + half
+    for t in range(v.shape[0]):
+        r = v[t] & mask
+        if r >= half:
+            r = r - half - half
+        out[t] = r
 
 
 @jit_serial

@@ -160,3 +160,24 @@ def test_matches_torch_conv2d_through_spec_mapping(g, seed):
         groups=g["groups"])[0].numpy()
     got = _call(utils.conv, x.astype(np.int16), w.astype(np.int32), g)
     np.testing.assert_array_equal(got, y.transpose(2, 1, 0).astype(np.int64))
+
+
+def test_works_without_torch():
+    """lavaconv never needs torch: import and convolve with torch made unimportable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy as np, lavaconv\n"
+        "out = lavaconv.conv(np.ones((3, 3, 1), np.int8), np.ones((1, 3, 3, 1), np.int32),"
+        " 3, 1, 0, 1, 1)\n"
+        "assert out[0, 0, 0] == 9\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
