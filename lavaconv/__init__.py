@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from . import utils
 from .geometry import Geometry, validate_geometry
+from .models import PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat
+from .process import Conv
+from .quantize import SignMode, clip_weights, determine_sign_mode, truncate_weights
 from .utils import (
     TensorOrder,
     conv,
@@ -24,7 +27,15 @@ from .utils import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv",
     "Geometry",
+    "PyConvModelBitAcc",
+    "PyConvModelFixed",
+    "PyConvModelFloat",
+    "SignMode",
+    "clip_weights",
+    "determine_sign_mode",
+    "truncate_weights",
     "TensorOrder",
     "conv",
     "conv_scipy",

@@ -13,7 +13,14 @@ from typing import Any, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["Geometry", "make_tuple", "output_shape", "validate_geometry"]
+__all__ = [
+    "Geometry",
+    "make_tuple",
+    "output_shape",
+    "validate_geometry",
+    "validate_int_range",
+    "validate_precision",
+]
 
 IntOrPair = Union[int, Sequence[int], np.ndarray]
 
@@ -266,3 +273,54 @@ def validate_geometry(
     dilation_ = _check_pair(make_tuple(dilation, "dilation"), "dilation", 1)
     out = output_shape(shape, c_out, wshape[1:3], stride_, padding_, dilation_)
     return Geometry(shape, wshape, stride_, padding_, dilation_, groups_, out)  # type: ignore[arg-type]
+
+
+def validate_int_range(value: Any, name: str, low: int, high: int) -> int:
+    """Return ``value`` as a plain int if ``low <= value <= high``, else raise.
+
+    Accepts Python and NumPy integers, integral floats and size-1 arrays (Lava passes
+    some parameters as 1-element arrays).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, its value and the allowed range.
+    """
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    v = _as_int(value, name)
+    if not low <= v <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {name}={v}.")
+    return v
+
+
+def validate_precision(
+    weight_exp: Any = 0, num_weight_bits: Any = 8, num_message_bits: Any = 0
+) -> Tuple[int, int, int]:
+    """Check the Loihi precision parameters (SPEC section 2).
+
+    Parameters
+    ----------
+    weight_exp : int
+        Weight exponent, ``-8..7``.
+    num_weight_bits : int
+        Weight precision, ``1..8``.
+    num_message_bits : int
+        Message payload bits, ``0..24`` (0: binary spikes).
+
+    Returns
+    -------
+    tuple of 3 ints
+        ``(weight_exp, num_weight_bits, num_message_bits)`` as plain Python ints (Lava
+        stores them as int8 and silently wraps values above 127).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, its value and the allowed range.
+    """
+    return (
+        validate_int_range(weight_exp, "weight_exp", -8, 7),
+        validate_int_range(num_weight_bits, "num_weight_bits", 1, 8),
+        validate_int_range(num_message_bits, "num_message_bits", 0, 24),
+    )
