@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 TORCH_THREADS = 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case(name: str, density):
     """``(input, weight, expected)`` for a workload; expected from ``conv_scipy`` (exact here)."""
     wl = WORKLOADS[name]

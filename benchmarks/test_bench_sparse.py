@@ -64,5 +64,5 @@ def test_python_loop_baseline(benchmark, workload):
     args = _args(workload)
     got = benchmark.pedantic(python_loop_sparse, args, rounds=1, iterations=1)
     ours = conv_to_sparse(*args)
-    for a, b in zip(ours, got):  # same triplets, same order
+    for a, b in zip(ours, got, strict=True):  # same triplets, same order
         np.testing.assert_array_equal(a, b)

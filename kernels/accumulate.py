@@ -34,6 +34,7 @@ def wrap_to_bits_1d(v, out, bits):
     ``2**(bits-1)`` then lose ``2**bits``, subtracted as two halves so that no
     intermediate leaves int64 even for ``bits == 63`` (no overflow, with or without
     the JIT). For ``bits == 64`` it is the identity.
+
     """
     if bits >= 64:
         for t in range(v.shape[0]):
@@ -60,6 +61,7 @@ def saturate_to_bits_1d(v, out, bits):
         Destination; may be ``v``.
     bits : int
         Accumulator width, ``1 <= bits <= 64``.
+
     """
     if bits >= 64:
         for t in range(v.shape[0]):

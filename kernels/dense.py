@@ -73,6 +73,7 @@ def conv_dense_dot(xp, wf, out, c_in, cg, ky, sx, sy, dx, dy, groups, nj, run):
     loop loads 2 input and 4 weight vectors for 8 multiply-adds (a 1x1 block needs
     2 loads per multiply-add, and is load-bound). Leftover pixels and channels go
     through :func:`_dot1`.
+
     """
     n_frames, x_out, y_out, c_out = out.shape
     kx = wf.shape[1]
@@ -134,9 +135,11 @@ def conv_dense_dot(xp, wf, out, c_in, cg, ky, sx, sy, dx, dy, groups, nj, run):
                     o1[k + 3] = s13
                     k += 4
                 while k < k_end:
-                    o0[k] = _dot1(xrow_n, wf[k], base, c_in, cg, dx, dy, kx, nj, run, x0, o0[k])
+                    wk = wf[k]
+                    o0[k] = _dot1(xrow_n, wk, base, c_in, cg, dx, dy, kx, nj, run, x0, o0[k])
                     if pair:
-                        o1[k] = _dot1(xrow_n, wf[k], base + ystep, c_in, cg, dx, dy, kx, nj, run, x0, o1[k])
+                        o1[k] = _dot1(xrow_n, wk, base + ystep, c_in, cg, dx, dy, kx, nj, run,
+                                      x0, o1[k])
                     k += 1
             yo += 2 if pair else 1
 
@@ -164,6 +167,7 @@ def conv_dense_depthwise(xp, wd, out, c_in, ky, sx, sy, dx, dy):
     -----
     Taps are fused three at a time, so each output vector is loaded and stored once
     per three multiply-adds (measured 1.5x faster than one tap per pass).
+
     """
     n_frames, x_out, y_out, c_out = out.shape
     ntaps, run = wd.shape
@@ -221,6 +225,7 @@ def pad_cast(x, xp, px, py):
     -----
     One pass, parallel over padded rows (each iteration owns ``xp[n, row]``).
     Replaces ``np.zeros`` + slice assignment, which wrote the buffer twice.
+
     """
     n_frames, xpad, ypad, c = xp.shape
     x_in = x.shape[1]

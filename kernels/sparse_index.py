@@ -21,7 +21,7 @@ __all__ = ["count_sparse_taps", "fill_sparse"]
 
 @jit_serial
 def _taps_valid(xo, yo, kx, ky, sx, sy, px, py, dx, dy, x_in, y_in):
-    """Number of kernel taps of output ``(xo, yo)`` that land inside the input."""
+    """Count the kernel taps of output ``(xo, yo)`` that land inside the input."""
     nx = 0
     for i in range(kx):
         xi = xo * sx + i * dx - px
@@ -45,6 +45,7 @@ def count_sparse_taps(counts, kx, ky, sx, sy, px, py, dx, dy, x_in, y_in):
         Destination, in Lava's pixel order (``y`` outer).
     kx, ky, sx, sy, px, py, dx, dy, x_in, y_in : int
         Kernel size, stride, padding, dilation and input size along X and Y.
+
     """
     y_out, x_out = counts.shape
     for yo in prange(y_out):
@@ -79,6 +80,7 @@ def fill_sparse(dst, src, wgt, offsets, weight, groups, sx, sy, px, py, dx, dy,
     -----
     Parallel over (group, output pixel) blocks; each block writes its own slice
     ``[offsets[b] * Kg * Cg, offsets[b + 1] * Kg * Cg)``, so there are no races.
+
     """
     c_out, kx, ky, cg = weight.shape
     kg = c_out // groups

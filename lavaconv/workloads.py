@@ -7,7 +7,6 @@ Each :class:`Workload` is a conv layer in Lava's layout with int8-range weights;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
 import numpy as np
 
@@ -24,8 +23,8 @@ class Workload:
     """One conv layer of the benchmark (shapes in Lava's (X, Y, C) layout)."""
 
     name: str
-    input_shape: Tuple[int, int, int]
-    weight_shape: Tuple[int, int, int, int]
+    input_shape: tuple[int, int, int]
+    weight_shape: tuple[int, int, int, int]
     stride: int = 1
     padding: int = 0
     dilation: int = 1
@@ -37,7 +36,7 @@ class Workload:
         return validate_geometry(self.input_shape, self.weight_shape, self.stride,
                                  self.padding, self.dilation, self.groups)
 
-    def make(self, density: float | str, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    def make(self, density: float | str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``(input, weight)``: int8 weights in -128..127 and one input frame.
 
         Parameters
@@ -52,6 +51,7 @@ class Workload:
         -------
         input : ndarray of int8, ``input_shape``
         weight : ndarray of int8, ``weight_shape``
+
         """
         rng = np.random.default_rng(seed)
         weight = rng.integers(-128, 128, size=self.weight_shape, dtype=np.int16).astype(np.int8)
@@ -62,11 +62,14 @@ class Workload:
         return x, weight
 
     def conv_args(self) -> tuple:
-        """Lava's positional geometry arguments: ``(kernel_size, stride, padding, dilation, groups)``."""
+        """Lava's positional geometry arguments after the arrays.
+
+        Returns ``(kernel_size, stride, padding, dilation, groups)``.
+        """
         return (self.weight_shape[1:3], self.stride, self.padding, self.dilation, self.groups)
 
 
-WORKLOADS: Dict[str, Workload] = {
+WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
         Workload("nmnist", (34, 34, 2), (12, 5, 5, 2)),

@@ -75,7 +75,7 @@ def test_known_answer_hwcn_indices():
     """
     kernel = np.array([[[[7, 9]]]], np.int32)  # (kH, kW, Cg, C_out)
     dst, src, wgt = conv_to_sparse((1, 3, 1), (1, 3, 2), kernel, 1, 0, 1, 1, TensorOrder.HWCN)
-    triples = sorted(zip(dst.tolist(), src.tolist(), wgt.tolist()))
+    triples = sorted(zip(dst.tolist(), src.tolist(), wgt.tolist(), strict=True))
     assert triples == [(0, 0, 7), (1, 0, 9), (2, 1, 7), (3, 1, 9), (4, 2, 7), (5, 2, 9)]
 
 
