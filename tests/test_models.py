@@ -1,0 +1,467 @@
+"""The three Conv models against SPEC 3-6 (tests/reference.py), plus known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import lava_fixed_run_spk_reference, model_reference
+from strategies import geometries, int8_weights, seeds
+
+import lavaconv
+from lavaconv import Conv, PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat, SignMode
+
+MODELS = {"float": PyConvModelFloat, "fixed": PyConvModelFixed, "bitacc": PyConvModelBitAcc}
+
+
+def _conv(g, weight, **kw):
+    return Conv(weight=weight, input_shape=g["input_shape"], padding=g["padding"],
+                stride=g["stride"], dilation=g["dilation"], groups=g["groups"], **kw)
+
+
+def _sequence(rng, shape, t, num_message_bits, kind):
+    """T frames: binary spikes in assorted dtypes, or graded payloads in range."""
+    active = rng.random((t,) + tuple(shape)) < rng.random()
+    if num_message_bits == 0:
+        if kind == "float":  # any non-zero float is a spike (SPEC 3)
+            return active * rng.uniform(-3, 3, size=active.shape)
+        return active.astype(kind)
+    half = 2 ** (num_message_bits - 1)
+    payload = rng.integers(-half, half, size=active.shape)
+    return (active * payload).astype(np.int64 if kind == "float" else kind)
+
+
+def _check_sequence(model, frames, expected, a_buf, exact=True):
+    """Step-by-step, one run, and a run split in two all give the reference."""
+    assert_eq = (np.testing.assert_array_equal if exact else
+                 lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9))
+    t = len(frames)
+    data = np.stack(frames, axis=-1)
+    out = model.run(data)
+    assert out.shape == model.conv.output_shape + (t,)
+    assert out.dtype == model.out_dtype
+    for i in range(t):
+        assert_eq(out[..., i], expected[i])
+    assert_eq(model.a_buf, a_buf)
+    model.reset()
+    for i in range(t):
+        got = model.step(frames[i])
+        assert got.dtype == model.out_dtype
+        assert_eq(got, expected[i])
+    model.reset()
+    cut = t // 2
+    first, second = model.run(data[..., :cut]), model.run(data[..., cut:])
+    assert_eq(np.concatenate([first, second], axis=-1), out)
+
+
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 4),
+       bits=st.sampled_from([0, 0, 1, 4, 8]),
+       kind=st.sampled_from(["bool", "int8", "int32", "float"]))
+def test_fixed_model_matches_spec(g, seed, t, bits, kind):
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"]).astype(np.int32)
+    if kind == "bool" and bits:
+        kind = "int16"
+    frames = list(_sequence(rng, g["input_shape"], t, bits, kind))
+    model = PyConvModelFixed(_conv(g, w, num_message_bits=bits))
+    expected, a_buf = model_reference(frames, w, g, "fixed", num_message_bits=bits)
+    _check_sequence(model, frames, expected, a_buf)
+
+
+@given(g=geometries(max_size=6), seed=seeds(), t=st.integers(1, 3),
+       bits=st.sampled_from([0, 0, 3, 8]),
+       nwb=st.integers(1, 8), exp=st.integers(-8, 7),
+       exponent_mode=st.sampled_from(["post_accumulate", "per_weight"]),
+       accum=st.sampled_from([24, 24, 16, 9]),
+       overflow=st.sampled_from(["wrap", "saturate"]),
+       msg_overflow=st.sampled_from(["error", "wrap", "saturate"]),
+       sign=st.sampled_from([None, "MIXED", "EXCITATORY", "INHIBITORY"]),
+       scale=st.sampled_from([1, 2, 300]))
+def test_bitacc_model_matches_spec(g, seed, t, bits, nwb, exp, exponent_mode, accum, overflow,
+                                   msg_overflow, sign, scale):
+    rng = np.random.default_rng(seed)
+    # scale 300 pushes weights past the 8-bit clip range
+    w = int8_weights(rng, g["weight_shape"]).astype(np.int32) * scale
+    frames = list(_sequence(rng, g["input_shape"], t, bits, "int32"))
+    if bits and msg_overflow != "error":
+        frames = [f * 3 for f in frames]  # out of range: exercise wrap / saturate
+    model = PyConvModelBitAcc(
+        _conv(g, w, num_message_bits=bits, num_weight_bits=nwb, weight_exp=exp),
+        sign_mode=sign, exponent_mode=exponent_mode, num_accum_bits=accum,
+        accumulator_overflow=overflow, message_overflow=msg_overflow)
+    expected, a_buf = model_reference(
+        frames, w, g, "bitacc", num_message_bits=bits, weight_exp=exp, num_weight_bits=nwb,
+        sign_mode=sign, exponent_mode=exponent_mode, num_accum_bits=accum,
+        accumulator_overflow=overflow, message_overflow=msg_overflow)
+    _check_sequence(model, frames, expected, a_buf)
+
+
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 4),
+       bits=st.sampled_from([0, 8]))
+def test_float_model_matches_spec(g, seed, t, bits):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(g["weight_shape"])
+    if bits:
+        frames = [rng.standard_normal(g["input_shape"]) for _ in range(t)]
+    else:
+        frames = list(_sequence(rng, g["input_shape"], t, 0, "float"))
+    model = PyConvModelFloat(_conv(g, w, num_message_bits=bits))
+    expected, a_buf = model_reference(frames, w, g, "float", num_message_bits=bits)
+    # float64 sums of at most 4*4*3 products of N(0,1) values, in a different order
+    # than the reference: rtol 1e-12 and atol 1e-9 are far above the rounding error.
+    _check_sequence(model, frames, expected, a_buf, exact=False)
+
+
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 4),
+       bits=st.sampled_from([0, 6]))
+def test_fixed_model_is_lava_run_spk(g, seed, t, bits):
+    """The 'done when' criterion: a Lava script's arrays, from Lava's own arithmetic."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    frames = list(_sequence(rng, g["input_shape"], t, bits, "int32"))
+    expected, _ = lava_fixed_run_spk_reference(frames, w, g, bits)
+    model = PyConvModelFixed(_conv(g, w, num_message_bits=bits))
+    for i in range(t):
+        got = model.step(frames[i])
+        assert got.dtype == np.int32 and got.shape == expected[i].shape
+        np.testing.assert_array_equal(got, expected[i])
+
+
+@given(g=geometries(max_size=6), seed=seeds(), n=st.integers(1, 3), t=st.integers(1, 3),
+       name=st.sampled_from(sorted(MODELS)))
+def test_batch_equals_per_sample_runs(g, seed, n, t, name):
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    data = (rng.random((n,) + g["input_shape"] + (2 * t,)) < 0.4).astype(np.int8)
+    batched = MODELS[name](_conv(g, w))
+    out = np.concatenate([batched.run(data[..., :t]), batched.run(data[..., t:])], axis=-1)
+    assert out.shape == (n,) + batched.conv.output_shape + (2 * t,)
+    for i in range(n):
+        single = MODELS[name](_conv(g, w))
+        np.testing.assert_array_equal(out[i], single.run(data[i]))
+        np.testing.assert_array_equal(batched.a_buf[i], single.a_buf)
+
+
+# -- known answers -------------------------------------------------------------------
+def _one_by_one(weights, **kw):
+    """A 1x1 convolution of a (1, 1, C) input to one output: out = sum_c w_c * x_c."""
+    w = np.asarray(weights).reshape(1, 1, 1, -1)
+    return Conv(weight=w, input_shape=(1, 1, w.shape[-1]), **kw)
+
+
+def _second_output(model, x):
+    """Run two steps with ``x`` then zeros; the second output is f(x)."""
+    out = model.run(np.stack([np.asarray(x).reshape(model.conv.input_shape),
+                              np.zeros(model.conv.input_shape, np.int64)], axis=-1))
+    assert np.all(out[..., 0] == 0)
+    return out[0, 0, 0, 1]
+
+
+H = 2**23
+#: payloads on four channels, all weights 1, and the exact sum they give
+BOUNDARY_SUMS = [
+    ([H - 1, 0, 0, 0], H - 1),
+    ([H // 2, H // 2, 0, 0], H),
+    ([-H, 0, 0, 0], -H),
+    ([-H, -1, 0, 0], -H - 1),
+    ([H // 2] * 4, 2 * H),
+    ([-H, -H, 0, 0], -2 * H),
+]
+#: wrap_24(v) = ((v + 2**23) mod 2**24) - 2**23 and saturate_24 = clip to [-2**23, 2**23 - 1]
+WRAP_24 = {H - 1: H - 1, H: -H, -H: -H, -H - 1: H - 1, 2 * H: 0, -2 * H: 0}
+SATURATE_24 = {H - 1: H - 1, H: H - 1, -H: -H, -H - 1: -H, 2 * H: H - 1, -2 * H: -H}
+
+
+@pytest.mark.parametrize("payload,total", BOUNDARY_SUMS, ids=lambda v: str(v))
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_accumulator_boundaries_bitacc(payload, total, overflow):
+    """Sums landing on 2**23 - 1, 2**23, -2**23, -2**23 - 1 and +-2**24, 24-bit accumulator.
+
+    Weights are all 1 (EXCITATORY: clip [0, 255] and truncation by 8 - 8 = 0 bits keep
+    them), payloads are 24-bit graded messages (range [-2**23, 2**23 - 1], all in
+    range), so the exact sum is the sum of the payloads; wrap and saturate then give
+    the tables above (e.g. 2**23 wraps to -2**23 and saturates to 2**23 - 1; 2**24
+    wraps to 0).
+    """
+    assert sum(payload) == total
+    model = PyConvModelBitAcc(_one_by_one(np.ones(4, np.int32), num_message_bits=24),
+                              accumulator_overflow=overflow)
+    expected = (WRAP_24 if overflow == "wrap" else SATURATE_24)[total]
+    assert _second_output(model, np.array(payload, np.int32)) == expected
+
+
+@pytest.mark.parametrize("payload,total", BOUNDARY_SUMS, ids=lambda v: str(v))
+def test_accumulator_boundaries_fixed_wraps(payload, total):
+    """Lava's fixed model wraps to 24 bits (its signed_clamp): same sums, WRAP_24."""
+    model = PyConvModelFixed(_one_by_one(np.ones(4, np.int32), num_message_bits=24))
+    assert _second_output(model, np.array(payload, np.int64)) == WRAP_24[total]
+
+
+def test_accumulator_width_other_than_24():
+    """num_accum_bits=8: 100 + 100 = 200 wraps to 200 - 256 = -56, saturates to 127."""
+    conv = _one_by_one(np.ones(2, np.int32), num_message_bits=8)
+    x = np.array([100, 100])
+    assert _second_output(PyConvModelBitAcc(conv, num_accum_bits=8), x) == -56
+    assert _second_output(PyConvModelBitAcc(conv, num_accum_bits=8,
+                                            accumulator_overflow="saturate"), x) == 127
+
+
+def test_exponent_post_accumulation_vs_per_weight():
+    """Weights [2, 2, 6, -6], all inputs spiking, weight_exp = -2.
+
+    MIXED sign mode, 8 bits: truncation clears 1 bit, and these even weights survive.
+    Post-accumulation: (2 + 2 + 6 - 6) = 4, floor(4 / 4) = 1. Per weight:
+    floor(2/4) + floor(2/4) + floor(6/4) + floor(-6/4) = 0 + 0 + 1 - 2 = -1.
+    """
+    conv = _one_by_one(np.array([2, 2, 6, -6]), weight_exp=-2)
+    x = np.ones(4, np.int8)
+    post = PyConvModelBitAcc(conv)
+    per = PyConvModelBitAcc(conv, exponent_mode="per_weight")
+    assert post.sign_mode == SignMode.MIXED
+    assert _second_output(post, x) == 1
+    assert _second_output(per, x) == -1
+
+
+def test_issue_exponent_example_with_mixed_truncation():
+    """The issue's weights [1, 1, 3, -3] with weight_exp = -1, all inputs spiking.
+
+    Before encoding the modes would give floor(2/2) = 1 vs 0 + 0 + 1 - 2 = -1, but the
+    MIXED 8-bit encoding first clears the LSB as a floor ((w >> 1) << 1): the weights
+    become [0, 0, 2, -4]. Post: floor(-2 / 2) = -1; per weight: 0 + 0 + 1 - 2 = -1.
+    With num_weight_bits=8 in EXCITATORY mode nothing is cleared: weights [1, 3],
+    exponent -1: post floor(4/2) = 2, per weight 0 + 1 = 1.
+    """
+    conv = _one_by_one(np.array([1, 1, 3, -3]), weight_exp=-1)
+    x = np.ones(4, np.int8)
+    np.testing.assert_array_equal(PyConvModelBitAcc(conv).weight.ravel(), [0, 0, 2, -4])
+    assert _second_output(PyConvModelBitAcc(conv), x) == -1
+    assert _second_output(PyConvModelBitAcc(conv, exponent_mode="per_weight"), x) == -1
+    conv = _one_by_one(np.array([1, 3]), weight_exp=-1)
+    x = np.ones(2, np.int8)
+    assert _second_output(PyConvModelBitAcc(conv), x) == 2
+    assert _second_output(PyConvModelBitAcc(conv, exponent_mode="per_weight"), x) == 1
+
+
+def test_positive_exponent_and_weight_bits():
+    """EXCITATORY weights [7, 200], num_weight_bits=6 (clear 2 bits): [4, 200];
+    weight_exp=+3: (4 + 200) * 8 = 1632, in both exponent modes."""
+    conv = _one_by_one(np.array([7, 200]), weight_exp=3, num_weight_bits=6)
+    x = np.ones(2, bool)
+    for mode in ("post_accumulate", "per_weight"):
+        assert _second_output(PyConvModelBitAcc(conv, exponent_mode=mode), x) == 1632
+
+
+def test_sign_modes_clip_weights():
+    """Weights [-300, -7, 5, 300] clipped per mode (SPEC 5.2), then truncated at 8 bits:
+
+    MIXED [-256, 255] -> [-256, -7, 5, 255] -> floor to even: [-256, -8, 4, 254];
+    EXCITATORY [0, 255] -> [0, 0, 5, 255]; INHIBITORY [-255, 0] -> [-255, -7, 0, 0].
+    """
+    conv = _one_by_one(np.array([-300, -7, 5, 300]))
+    for mode, expected in [(SignMode.MIXED, [-256, -8, 4, 254]),
+                           (SignMode.EXCITATORY, [0, 0, 5, 255]),
+                           ("INHIBITORY", [-255, -7, 0, 0])]:
+        model = PyConvModelBitAcc(conv, sign_mode=mode)
+        np.testing.assert_array_equal(model.weight.ravel(), expected)
+        assert _second_output(model, np.ones(4, np.int8)) == sum(expected)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_binary_rule_any_nonzero_is_one_spike(name):
+    """num_message_bits=0: inputs -3, 0.2 and 5 each count as one spike.
+
+    Weights [1, 10, 100] (EXCITATORY, 8 bits: unchanged): 1 + 10 + 100 = 111.
+    """
+    model = MODELS[name](_one_by_one(np.array([1, 10, 100])))
+    assert _second_output(model, np.array([-3, 0.2, 5])) == 111
+    assert _second_output(model, np.array([0.0, -0.0, 7])) == 100
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_first_output_is_zero(name):
+    """SPEC 6: a_out(1) = 0 (the buffered initial state), of the model's dtype."""
+    rng = np.random.default_rng(1)
+    conv = Conv(weight=int8_weights(rng, (3, 3, 3, 2)), input_shape=(5, 6, 2), padding=1)
+    model = MODELS[name](conv)
+    first = model.step(np.ones((5, 6, 2), np.int8))
+    assert first.shape == (5, 6, 3) and first.dtype == model.out_dtype
+    assert not first.any()
+    assert model.step(np.zeros((5, 6, 2))).any()
+    model.reset()
+    assert not model.step(np.ones((5, 6, 2), np.int8)).any()
+    model.reset()
+    assert not model.run(np.ones((2, 5, 6, 2, 3), bool))[..., 0].any()
+
+
+def test_fixed_model_truncates_float_weights_toward_zero():
+    """Lava stores weights as int32: 2.7 -> 2, -2.7 -> -2; sum over both spikes: 0."""
+    model = PyConvModelFixed(_one_by_one(np.array([2.7, -2.7, 1.9])))
+    np.testing.assert_array_equal(model.weight.ravel(), [2, -2, 1])
+    assert _second_output(model, np.array([1, 1, 0])) == 0
+    assert _second_output(model, np.array([0, 1, 1])) == -1
+
+
+def test_fixed_model_graded_used_as_received():
+    """Fixed model, num_message_bits=2: payload 1000 is used as is (Lava: no range)."""
+    model = PyConvModelFixed(_one_by_one(np.array([3]), num_message_bits=2))
+    assert _second_output(model, np.array([1000])) == 3000
+
+
+def test_fixed_model_warns_once_and_ignores_exponent():
+    """weight_exp and num_weight_bits are ignored as in Lava, with one warning."""
+    conv = _one_by_one(np.array([3, 5]), weight_exp=-2, num_weight_bits=4)
+    with pytest.warns(UserWarning, match="lava-nc/lava#803") as record:
+        model = PyConvModelFixed(conv)
+        assert _second_output(model, np.array([1, 1])) == 8
+        model.step(np.ones((1, 1, 2)))
+    assert len(record) == 1
+    PyConvModelFixed(_one_by_one(np.array([3, 5])))  # defaults: no warning (errors here)
+
+
+def test_message_overflow_policies():
+    """4-bit payloads, range [-8, 7]; weight 1. Payload 9: wrap -> 9 - 16 = -7,
+    saturate -> 7; -9: wrap -> 7, saturate -> -8; "error" raises."""
+    conv = _one_by_one(np.array([1]), num_message_bits=4)
+    assert _second_output(PyConvModelBitAcc(conv, message_overflow="wrap"), [9]) == -7
+    assert _second_output(PyConvModelBitAcc(conv, message_overflow="saturate"), [9]) == 7
+    assert _second_output(PyConvModelBitAcc(conv, message_overflow="wrap"), [-9]) == 7
+    assert _second_output(PyConvModelBitAcc(conv, message_overflow="saturate"), [-9]) == -8
+    assert _second_output(PyConvModelBitAcc(conv), [7]) == 7
+    assert _second_output(PyConvModelBitAcc(conv), [-8]) == -8
+    with pytest.raises(ValueError, match=r"outside the signed 4-bit range \[-8, 7\]"):
+        _second_output(PyConvModelBitAcc(conv), [8])
+
+
+# -- bad input leaves the state unchanged -------------------------------------------
+def _primed(name, **kw):
+    rng = np.random.default_rng(7)
+    conv = Conv(weight=int8_weights(rng, (2, 2, 2, 3)), input_shape=(4, 4, 3), **kw)
+    model = MODELS[name](conv)
+    model.step(rng.integers(0, 2, (4, 4, 3)))
+    assert model.a_buf.any()
+    return model
+
+
+BAD_INPUTS = [
+    ("shape", lambda: np.ones((4, 4, 2)), "shape"),
+    ("ndim", lambda: np.ones((4, 4)), "shape"),
+    ("dtype", lambda: np.ones((4, 4, 3), complex), "dtype"),
+    ("strings", lambda: np.full((4, 4, 3), "a"), "dtype"),
+    ("nan", lambda: np.where(np.eye(4)[:, :, None] > 0, np.nan, 1.0) * np.ones(3), "NaN"),
+    ("inf", lambda: np.full((4, 4, 3), np.inf), "infinite"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("case,make,match", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_raises_and_keeps_state(name, case, make, match):
+    model = _primed(name)
+    before = model.a_buf
+    bad = make()
+    with pytest.raises(ValueError, match=match):
+        model.step(bad)
+    np.testing.assert_array_equal(model.a_buf, before)
+    with pytest.raises(ValueError, match=match):
+        model.run(np.stack([np.ones((4, 4, 3))] * 2 + [bad], axis=-1)
+                  if bad.shape == (4, 4, 3) else bad[..., None])
+    np.testing.assert_array_equal(model.a_buf, before)
+    # the delay still holds: the next output is the state buffered before the errors
+    np.testing.assert_array_equal(model.step(np.zeros((4, 4, 3))), before)
+
+
+def test_out_of_range_graded_message_keeps_state():
+    model = _primed("bitacc", num_message_bits=3)  # range [-4, 3]
+    before = model.a_buf
+    x = np.zeros((4, 4, 3, 5), np.int16)
+    x[1, 2, 0, 4] = 4  # one bad payload in the last frame of a run
+    with pytest.raises(ValueError, match="num_message_bits=3"):
+        model.run(x)
+    np.testing.assert_array_equal(model.a_buf, before)
+    with pytest.raises(ValueError, match="non-integer"):
+        model.step(np.full((4, 4, 3), 0.5))
+    np.testing.assert_array_equal(model.a_buf, before)
+
+
+def test_fixed_rejects_non_integer_and_int32_overflowing_payloads():
+    model = _primed("fixed", num_message_bits=8)
+    before = model.a_buf
+    with pytest.raises(ValueError, match="non-integer"):
+        model.step(np.full((4, 4, 3), 1.5))
+    with pytest.raises(ValueError, match="int32"):
+        model.step(np.full((4, 4, 3), 2**31, np.int64))
+    np.testing.assert_array_equal(model.a_buf, before)
+
+
+def test_batch_state_rules():
+    model = _primed("fixed")
+    model.run(np.zeros((2, 4, 4, 3, 2)))
+    assert model.a_buf.shape == (2, 3, 3, 2)
+    before = model.a_buf
+    with pytest.raises(ValueError, match="reset"):
+        model.step(np.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match="N=2"):
+        model.run(np.zeros((4, 4, 3, 2)))
+    with pytest.raises(ValueError, match="N=3"):
+        model.run(np.zeros((3, 4, 4, 3, 2)))
+    np.testing.assert_array_equal(model.a_buf, before)
+    model.reset()
+    assert model.a_buf.shape == (3, 3, 2) and not model.a_buf.any()
+
+
+def test_run_with_zero_steps_is_a_no_op():
+    model = _primed("fixed")
+    before = model.a_buf
+    assert model.run(np.zeros((4, 4, 3, 0))).shape == (3, 3, 2, 0)
+    np.testing.assert_array_equal(model.a_buf, before)
+
+
+def test_bad_model_options():
+    conv = _one_by_one(np.array([1, -1]))
+    for kw, match in [({"exponent_mode": "pre"}, "exponent_mode"),
+                      ({"accumulator_overflow": "clip"}, "accumulator_overflow"),
+                      ({"message_overflow": "ignore"}, "message_overflow"),
+                      ({"num_accum_bits": 33}, "num_accum_bits"),
+                      ({"num_accum_bits": 0}, "num_accum_bits"),
+                      ({"sign_mode": "POSITIVE"}, "sign_mode"),
+                      ({"sign_mode": SignMode.NULL}, "sign_mode")]:
+        with pytest.raises(ValueError, match=match):
+            PyConvModelBitAcc(conv, **kw)
+    with pytest.raises(ValueError, match="lavaconv.Conv"):
+        PyConvModelFixed(object())
+
+
+def test_chunked_run_equals_single_chunk():
+    """run() splits long sequences into chunks of frames; the result cannot depend on it."""
+    rng = np.random.default_rng(3)
+    conv = Conv(weight=int8_weights(rng, (2, 3, 3, 2)), input_shape=(6, 5, 2), padding=1)
+    data = rng.integers(0, 2, (6, 5, 2, 7))
+    whole = PyConvModelFixed(conv).run(data)
+    model = PyConvModelFixed(conv)
+    model._chunk = 2
+    np.testing.assert_array_equal(model.run(data), whole)
+
+
+def test_functional_core_is_pure():
+    """conv_step / conv_run return new state and never modify their arguments."""
+    from lavaconv.models import conv_run, conv_step
+
+    def synapse(frames, out):
+        out[...] = frames.sum(axis=(1, 2, 3))[:, None, None, None] + 1
+
+    state = np.zeros((1, 1, 1), np.int64)
+    new, out = conv_step(state, np.full((2, 2, 1), 3), synapse)
+    assert out is state and not state.any() and new[0, 0, 0] == 13
+    frames = np.arange(6).reshape(1, 3, 2, 1, 1)
+    new, outs = conv_run(state[None], frames, synapse)
+    assert outs.ravel().tolist() == [0, 2, 6] and new.ravel().tolist() == [10]
+    assert not state.any()
+
+
+def test_top_level_exports():
+    for name in ["Conv", "PyConvModelFloat", "PyConvModelFixed", "PyConvModelBitAcc",
+                 "SignMode", "determine_sign_mode", "clip_weights", "truncate_weights"]:
+        assert hasattr(lavaconv, name)
+    assert PyConvModelFloat.tag == "floating_pt"
+    assert PyConvModelFixed.tag == "fixed_pt"
+    assert PyConvModelBitAcc.tag == "bit_accurate_loihi"
