@@ -18,18 +18,63 @@ partial sum and every product),
 * ``B < 2**53``: float64, by the same argument;
 * ``B < 2**63``: int64 arithmetic;
 * otherwise an ``OverflowError`` (never a silent wrap).
+
+The event-driven path scatters into an integer accumulator (int64, or int32 when
+the caller asks for int32 output and the bound is below ``2**31``): integer
+addition is exact in any order, so it is bit-identical to the dense path.
+
+Two paths
+---------
+``path="dense"`` runs the gather kernels of :mod:`lavaconv.kernels.dense` (cost
+independent of the input); ``path="events"`` the scatter kernels of
+:mod:`lavaconv.kernels.events` (cost proportional to the number of events times
+the fan-out, plus zeroing the output); ``path="auto"`` (the default) counts the
+events with one vectorised pass and picks the path a cost model predicts to be
+faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover density
+differs by layer (:meth:`ConvEngine.crossover_density`).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Dict, Tuple
 
 import numpy as np
 
+from . import _threads
 from .geometry import Geometry
 from .kernels import dense as _dense
+from .kernels import events as _events
 
-__all__ = ["ConvEngine", "exact_accumulator", "max_abs"]
+__all__ = ["ConvEngine", "PATHS", "exact_accumulator", "max_abs"]
+
+#: Accepted values of ``path=``.
+PATHS = ("auto", "dense", "events")
+
+# Cost model of the two paths, in seconds, fitted on the development machine
+# (AMD EPYC, 2 cores, AVX-512, 2 threads) with `python -m lavaconv.bench --calibrate`
+# over the six workloads of WORKLOADS.md. Only the *ratio* of the two predictions
+# matters (it picks the path); a wrong pick near the crossover costs little because
+# there the two paths take about the same time.
+_COST = {
+    # dense gather kernels: seconds per multiply-add, by kernel and accumulator size
+    "dense_dot": {4: 6.0e-12, 8: 1.3e-11},
+    "dense_depthwise": {4: 3.5e-11, 8: 7.0e-11},
+    "dense_fixed": 2.0e-5,
+    # casting the float accumulator to the integer output: seconds per output byte
+    "cast_per_byte": 4.0e-12,
+    # event path: zeroing the output (per byte), per event (finding it), per
+    # (event, tap) pair, and per output channel added (by accumulator size)
+    "zero_per_byte": 6.0e-12,
+    "per_event": 5.0e-9,
+    "per_pair": 5.0e-9,
+    "per_add": {4: 2.0e-10, 8: 4.0e-10},
+    "events_fixed": 1.5e-5,
+}
+#: Mean events per input row above which the event search runs in parallel
+#: (below it, rows write neighbouring cache lines; measured on ``vgg``).
+_PARALLEL_FILL = 16
+_INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
 
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
@@ -75,8 +120,51 @@ def exact_accumulator(bound: int) -> np.dtype:
     )
 
 
+def _check_path(path: str) -> str:
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got path={path!r}.")
+    return path
+
+
+def _tap_table(n_in: int, k: int, s: int, p: int, d: int, n_out: int) -> np.ndarray:
+    """``table[v, t]``: output index reached from input index ``v`` by tap ``t``, or -1."""
+    t = np.arange(n_in)[:, None] + p - np.arange(k)[None, :] * d
+    out = np.where(t % s == 0, t // s, -1)
+    out[(out < 0) | (out >= n_out)] = -1
+    return np.ascontiguousarray(out, dtype=np.int64)
+
+
+class Events:
+    """Events of a stack of frames, as CSR by input row (see :mod:`lavaconv.kernels.events`).
+
+    Attributes
+    ----------
+    n_frames : int
+    offsets : ndarray of int64, (N * X_in + 1,)
+    ys, cs : ndarray of int32, (E,)
+    vs : ndarray, (E,), accumulator dtype
+    binary : bool
+        Every value is 1 (the scatter adds without multiplying).
+    """
+
+    __slots__ = ("n_frames", "offsets", "ys", "cs", "vs", "binary")
+
+    def __init__(self, n_frames, offsets, ys, cs, vs, binary):
+        self.n_frames = n_frames
+        self.offsets = offsets
+        self.ys = ys
+        self.cs = cs
+        self.vs = vs
+        self.binary = binary
+
+    @property
+    def count(self) -> int:
+        """Number of events."""
+        return int(self.offsets[-1])
+
+
 class ConvEngine:
-    """Dense convolution of frames with one fixed weight tensor.
+    """Convolution of frames with one fixed weight tensor, dense or event-driven.
 
     Parameters
     ----------
@@ -85,11 +173,18 @@ class ConvEngine:
     geometry : Geometry
         Validated geometry (see :func:`lavaconv.geometry.validate_geometry`).
 
+    Attributes
+    ----------
+    crossover : float or None
+        Event density (events per input element) below which ``path="auto"`` picks
+        the event-driven path. ``None`` (default) uses the cost model
+        (:meth:`crossover_density`); set a number to override it for this layer.
+
     Notes
     -----
-    Not safe to share between Python threads while :meth:`dense` is first called
-    for a new accumulator dtype (it fills a cache); afterwards it holds no mutable
-    state and may be called concurrently.
+    Safe to call from several Python threads at once: weight preparation is
+    guarded by a lock, every call allocates its own buffers, and parallel kernel
+    launches go through :func:`lavaconv._threads.launch`.
     """
 
     def __init__(self, weight: np.ndarray, geometry: Geometry) -> None:
@@ -104,7 +199,22 @@ class ConvEngine:
             # float64 sums of integers below 2**53 are exact; beyond, round up safely.
             self.weight_l1 = int(np.ceil(float(l1.max()) * (1 + 2.0 ** -40)))
         self.depthwise = g.groups == g.in_channels == g.out_channels
-        self._prepared: Dict[np.dtype, Tuple[np.ndarray, ...]] = {}
+        self.crossover: float | None = None
+        self._crossover_cache: Dict[int, float] = {}
+        self._n_in = int(np.prod(g.input_shape))
+        self._prepared: Dict[object, Tuple[np.ndarray, ...]] = {}
+        self._lock = threading.Lock()
+        (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
+        x_in, y_in, c_in = g.input_shape
+        self._xo_of = _tap_table(x_in, kx, sx, px, dx, g.output_shape[0])
+        self._yo_of = _tap_table(y_in, ky, sy, py, dy, g.output_shape[1])
+        self._koff = np.ascontiguousarray(
+            np.arange(c_in) // g.in_per_group * g.out_per_group, dtype=np.int64)
+        #: Output cells one event reaches, per input row / column (exact fan-out).
+        self._fan_x = (self._xo_of >= 0).sum(axis=1)
+        self._fan_y = (self._yo_of >= 0).sum(axis=1)
+        #: Mean (event, tap) pairs per event, over uniformly placed events.
+        self.mean_taps = float(self._fan_x.mean() * self._fan_y.mean())
 
     # -- preparation ---------------------------------------------------------------
     def _prepare(self, dtype: np.dtype) -> Tuple[np.ndarray, ...]:
@@ -122,12 +232,249 @@ class ConvEngine:
             prepared = (wd,)
         else:
             prepared = (wf.reshape(c_out, kx, ky * cg),)
-        self._prepared[dtype] = prepared
+        with self._lock:
+            self._prepared[dtype] = prepared
         return prepared
+
+    def _prepare_events(self, dtype: np.dtype) -> np.ndarray:
+        """Weights as ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]``."""
+        key = ("events", dtype)
+        prepared = self._prepared.get(key)
+        if prepared is not None:
+            return prepared[0]
+        g = self.geometry
+        c_out, kx, ky, cg = g.weight_shape
+        kg, groups = g.out_per_group, g.groups
+        wf = np.asarray(self.weight[:, ::-1, ::-1, :], dtype=dtype)
+        # (groups, Kg, KX, KY, Cg) -> (KX, KY, groups, Cg, Kg) -> (KX, KY, C_in, Kg)
+        we = wf.reshape(groups, kg, kx, ky, cg).transpose(2, 3, 0, 4, 1)
+        we = np.ascontiguousarray(we.reshape(kx, ky, groups * cg, kg))
+        with self._lock:
+            self._prepared[key] = (we,)
+        return we
 
     def accumulator_for(self, input_max_abs: int) -> np.dtype:
         """Exact accumulator dtype for integer inputs with ``max|x| <= input_max_abs``."""
         return exact_accumulator(int(input_max_abs) * self.weight_l1)
+
+    # -- cost model ------------------------------------------------------------------
+    def predict_seconds(self, n_events: float, n_frames: int = 1,
+                        itemsize: int = 8) -> Tuple[float, float]:
+        """Predicted ``(dense, events)`` seconds for ``n_events`` in ``n_frames`` frames.
+
+        Parameters
+        ----------
+        n_events : float
+            Events (non-zero inputs) over all frames.
+        n_frames : int
+            Frames.
+        itemsize : int
+            Accumulator size in bytes: 4 (float32/int32) or 8.
+
+        Returns
+        -------
+        (float, float)
+            The model's time of the dense and of the event-driven path (module
+            ``_COST``; fitted on the development machine).
+        """
+        g = self.geometry
+        c = _COST
+        size = 4 if itemsize <= 4 else 8
+        out_bytes = n_frames * int(np.prod(g.output_shape)) * 8
+        kind = "dense_depthwise" if self.depthwise else "dense_dot"
+        dense = (c["dense_fixed"] + n_frames * g.dense_macs * c[kind][size]
+                 + out_bytes * c["cast_per_byte"])
+        pairs = n_events * self.mean_taps
+        events = (c["events_fixed"] + out_bytes * size / 8 * c["zero_per_byte"]
+                  + n_events * c["per_event"] + pairs * c["per_pair"]
+                  + pairs * g.out_per_group * c["per_add"][size])
+        return dense, events
+
+    def crossover_density(self, itemsize: int = 8) -> float:
+        """Density (events per input element) where the two paths' predictions meet.
+
+        Returns the overriding :attr:`crossover` when set. Below this density
+        ``path="auto"`` picks the event-driven path.
+        """
+        if self.crossover is not None:
+            return float(self.crossover)
+        cached = self._crossover_cache.get(itemsize)
+        if cached is not None:
+            return cached
+        n_in = int(np.prod(self.geometry.input_shape))
+        d0, e0 = self.predict_seconds(0.0, 1, itemsize)
+        d1, e1 = self.predict_seconds(float(n_in), 1, itemsize)
+        # both predictions are affine in n_events: solve d0 = e0 + (e1 - e0) * rho
+        slope = e1 - e0
+        if d0 <= e0:
+            rho = 0.0
+        else:
+            rho = float(min(1.0, (d0 - e0) / slope)) if slope > 0 else 1.0
+        self._crossover_cache[itemsize] = rho
+        return rho
+
+    def choose_path(self, n_events: int, n_frames: int, itemsize: int = 8) -> str:
+        """``"events"`` when the event density is below :meth:`crossover_density`."""
+        n_in = n_frames * self._n_in
+        if n_in == 0:
+            return "dense"
+        return "events" if n_events < self.crossover_density(itemsize) * n_in else "dense"
+
+    # -- events ----------------------------------------------------------------------
+    def count_events(self, frames: np.ndarray) -> np.ndarray:
+        """Non-zero inputs per input row, ``(N * X_in,)`` int64 (one vectorised pass)."""
+        frames = np.ascontiguousarray(frames)
+        n = frames.shape[0]
+        x_in, y_in, c_in = self.geometry.input_shape
+        rows = frames.reshape(n * x_in, y_in * c_in)
+        counts = np.empty(n * x_in, np.int64)
+        with _threads.launch():
+            _events.count_events(rows, counts)
+        return counts
+
+    def find_events(self, frames: np.ndarray, dtype: np.dtype,
+                    counts: np.ndarray | None = None) -> Events:
+        """Events of dense frames (no ``np.nonzero``), values in accumulator ``dtype``.
+
+        Parameters
+        ----------
+        frames : ndarray, (N, X, Y, C_in)
+            Frames, any numeric or bool dtype.
+        dtype : numpy.dtype
+            Dtype of the stored values (the accumulator dtype).
+        counts : ndarray, optional
+            Result of :meth:`count_events` for these frames, if already known.
+        """
+        frames = np.ascontiguousarray(frames)
+        n = frames.shape[0]
+        x_in, y_in, c_in = self.geometry.input_shape
+        rows = frames.reshape(n * x_in, y_in * c_in)
+        offsets = np.empty(n * x_in + 1, np.int64)
+        offsets[0] = 0
+        with _threads.launch():
+            if counts is None:
+                _events.count_events(rows, offsets[1:])
+            else:
+                offsets[1:] = counts
+            np.cumsum(offsets, out=offsets)
+            n_ev = int(offsets[-1])
+            ys = np.empty(n_ev, np.int32)
+            cs = np.empty(n_ev, np.int32)
+            vs = np.empty(n_ev, dtype)
+            not_one = np.empty(n * x_in, np.int64)
+            # few events per row: serial (parallel rows would share cache lines)
+            fill = (_events.fill_events if n_ev > _PARALLEL_FILL * n * x_in
+                    else _events.fill_events_serial)
+            fill(rows, offsets, c_in, ys, cs, vs, not_one)
+        binary = frames.dtype == np.bool_ or not not_one.any()
+        return Events(n, offsets, ys, cs, vs, binary)
+
+    def events_from_indices(self, x, y, c, value=None, dtype=np.int64) -> Events:
+        """Events of one frame given as index arrays ``(x, y, c[, value])``.
+
+        Parameters
+        ----------
+        x, y, c : array_like of ints, (E,)
+            Coordinates of the active inputs, inside ``input_shape``. Repeated
+            coordinates are separate events (their values add).
+        value : array_like, (E,), optional
+            Payloads; ``None`` means binary spikes (value 1).
+        dtype : numpy.dtype
+            Accumulator dtype the values are stored in.
+
+        Raises
+        ------
+        ValueError
+            Arrays of different lengths, not 1-D, non-integer coordinates, or
+            coordinates outside the input.
+        """
+        shape = self.geometry.input_shape
+        coords = []
+        for name, arr, size in (("x", x, shape[0]), ("y", y, shape[1]), ("c", c, shape[2])):
+            a = np.asarray(arr)
+            if a.ndim != 1:
+                raise ValueError(f"{name} must be a 1-D array of indices, got shape {a.shape}.")
+            if a.size and a.dtype.kind not in "iu":
+                raise ValueError(f"{name} must hold integers, got dtype {a.dtype}.")
+            a = a.astype(np.int64)
+            if a.size and (a.min() < 0 or a.max() >= size):
+                raise ValueError(
+                    f"{name} indices must lie in 0..{size - 1} (input_shape={shape}), got "
+                    f"values in {int(a.min())}..{int(a.max())}.")
+            coords.append(a)
+        n_ev = coords[0].size
+        if coords[1].size != n_ev or coords[2].size != n_ev:
+            raise ValueError(f"x, y and c must have the same length, got "
+                             f"{[a.size for a in coords]}.")
+        binary = value is None
+        if binary:
+            vals = np.ones(n_ev, dtype)
+        else:
+            v = np.asarray(value)
+            if v.shape != (n_ev,):
+                raise ValueError(f"value must have shape ({n_ev},) like x, got {v.shape}.")
+            if v.dtype.kind not in "biuf":
+                raise ValueError(f"value must be numeric, got dtype {v.dtype}.")
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                raise ValueError("value contains NaN or infinite values.")
+            vals = np.ascontiguousarray(v, dtype=dtype)
+            binary = bool(np.all(v == 1))
+        counts = np.bincount(coords[0], minlength=shape[0])
+        offsets = np.zeros(shape[0] + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        ys = np.empty(n_ev, np.int32)
+        cs = np.empty(n_ev, np.int32)
+        vs = np.empty(n_ev, dtype)
+        _events.bucket_events(coords[0], coords[1], coords[2], vals, offsets, ys, cs, vs)
+        return Events(1, offsets, ys, cs, vs, binary)
+
+    def scatter(self, events: Events, dtype: np.dtype) -> np.ndarray:
+        """Event-driven convolution of :class:`Events` in accumulator ``dtype``.
+
+        Returns
+        -------
+        ndarray, (N, X_out, Y_out, C_out), ``dtype``
+        """
+        dtype = np.dtype(dtype)
+        we = self._prepare_events(dtype)
+        vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
+        out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
+        threads = _threads.get_num_threads()
+        n_blocks = max(1, -(-threads // events.n_frames))
+        with _threads.launch():
+            _events.scatter_events(events.offsets, events.ys, events.cs, vs, events.binary,
+                                   we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
+        return out
+
+    def events(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Convolve a stack of frames with the event-driven (scatter) kernels.
+
+        Parameters
+        ----------
+        frames : ndarray, (N, X, Y, C_in)
+            Input frames (any numeric or bool dtype), already validated.
+        dtype : numpy.dtype
+            Accumulator dtype (int32, int64, float32 or float64). Integer dtypes
+            are exact when the bound of the module docstring is below their range.
+
+        Returns
+        -------
+        ndarray, (N, X_out, Y_out, C_out), ``dtype``
+        """
+        dtype = np.dtype(dtype)
+        return self.scatter(self.find_events(frames, dtype), dtype)
+
+    def synaptic_ops(self, frames: np.ndarray) -> int:
+        """Multiply-adds the event path performs: ``sum over events of fan-out``.
+
+        The fan-out of an event at ``(x, y, c)`` is the number of taps that reach
+        an output along X times along Y, times ``Kg`` output channels. Compare with
+        ``geometry.dense_macs * N``.
+        """
+        frames = np.asarray(frames)
+        active = (frames != 0).sum(axis=-1)  # (N, X, Y) events per pixel
+        per_pixel = self._fan_x[:, None] * self._fan_y[None, :]
+        return int((active * per_pixel).sum()) * self.geometry.out_per_group
 
     # -- computation ---------------------------------------------------------------
     def dense(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -152,25 +499,69 @@ class ConvEngine:
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
         xp = np.empty((n, x_in + 2 * px, y_in + 2 * py, c_in), dtype=dtype)
-        _dense.pad_cast(np.ascontiguousarray(frames), xp, px, py)
         xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         out = np.empty((n,) + g.output_shape, dtype=dtype)
         sx, sy = g.stride
         dx, dy = g.dilation
         ky = g.kernel_size[1]
-        if self.depthwise:
-            _dense.conv_dense_depthwise(xpf, w, out, c_in, ky, sx, sy, dx, dy)
-        else:
-            cg = g.in_per_group
-            if dy == 1 and g.groups == 1:
-                nj, run = 1, ky * c_in
+        with _threads.launch():
+            _dense.pad_cast(np.ascontiguousarray(frames), xp, px, py)
+            if self.depthwise:
+                _dense.conv_dense_depthwise(xpf, w, out, c_in, ky, sx, sy, dx, dy)
             else:
-                nj, run = ky, cg
-            _dense.conv_dense_dot(xpf, w, out, c_in, cg, ky, sx, sy, dx, dy, g.groups, nj, run)
+                cg = g.in_per_group
+                if dy == 1 and g.groups == 1:
+                    nj, run = 1, ky * c_in
+                else:
+                    nj, run = ky, cg
+                _dense.conv_dense_dot(xpf, w, out, c_in, cg, ky, sx, sy, dx, dy, g.groups,
+                                      nj, run)
         return out
 
-    def exact(self, frames: np.ndarray, input_max_abs: int | None = None) -> np.ndarray:
-        """Exact integer convolution of integer or bool frames, as int64.
+    def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto") -> np.ndarray:
+        """Convolve frames in accumulator ``dtype`` by the chosen path.
+
+        Parameters
+        ----------
+        frames : ndarray, (N, X, Y, C_in)
+            Input frames, already validated.
+        dtype : numpy.dtype
+            float32 or float64 (float results), or int64 (exact for integer data).
+        path : {"auto", "dense", "events"}
+            ``"auto"`` counts the events and picks by :meth:`choose_path`.
+
+        Returns
+        -------
+        ndarray, (N, X_out, Y_out, C_out), ``dtype``
+        """
+        dtype = np.dtype(dtype)
+        path = _check_path(path)
+        if path == "dense":
+            return self.dense(frames, dtype)
+        frames = np.ascontiguousarray(frames)
+        counts = self.count_events(frames)
+        if path == "auto" and self.choose_path(int(counts.sum()), frames.shape[0],
+                                               dtype.itemsize) == "dense":
+            return self.dense(frames, dtype)
+        return self.scatter(self.find_events(frames, dtype, counts), dtype)
+
+    def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
+                   need_small: bool) -> int:
+        """A bound on ``max|x|``: the caller's, the dtype's if enough, else the data's."""
+        if input_max_abs is not None:
+            return int(input_max_abs)
+        if frames.dtype == np.bool_:
+            return 1
+        info = np.iinfo(frames.dtype)
+        by_dtype = max(abs(int(info.min)), int(info.max))
+        product = by_dtype * self.weight_l1
+        if product < (_F32_EXACT if need_small else _I64_LIMIT):
+            return by_dtype
+        return max_abs(frames)
+
+    def exact(self, frames: np.ndarray, input_max_abs: int | None = None, *,
+              path: str = "auto", out_dtype=np.int64) -> np.ndarray:
+        """Exact integer convolution of integer or bool frames.
 
         Parameters
         ----------
@@ -178,14 +569,45 @@ class ConvEngine:
             Input frames.
         input_max_abs : int, optional
             A bound on ``|frames|`` known to the caller (e.g. from the message bit
-            width); computed from the data when omitted.
+            width); taken from the dtype when that is enough for the fastest
+            accumulator, else computed from the data.
+        path : {"auto", "dense", "events"}, keyword-only
+            Dense gather, event-driven scatter, or automatic choice (default).
+            All give bit-identical results.
+        out_dtype : int64 or int32, keyword-only
+            Result dtype. int32 is accepted only when the bound proves every sum
+            fits (else ``OverflowError``); it halves the memory traffic.
 
         Returns
         -------
-        ndarray of int64, (N, X_out, Y_out, C_out)
+        ndarray of ``out_dtype``, (N, X_out, Y_out, C_out)
+
+        Raises
+        ------
+        ValueError
+            Unknown ``path`` or ``out_dtype``.
+        OverflowError
+            If the exact sum may not fit in int64 (or in int32 when asked).
         """
-        if input_max_abs is None:
-            input_max_abs = max_abs(frames)
-        dtype = self.accumulator_for(input_max_abs)
-        out = self.dense(frames, dtype)
-        return out if dtype == np.int64 else out.astype(np.int64)
+        path = _check_path(path)
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype not in _INT_DTYPES:
+            raise ValueError(f"out_dtype must be int64 or int32, got {out_dtype}.")
+        frames = np.ascontiguousarray(frames)
+        bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
+        dense_dtype = self.accumulator_for(bound)  # raises beyond int64
+        if bound * self.weight_l1 >= _INT_DTYPES[out_dtype]:
+            if input_max_abs is None and frames.dtype != np.bool_:
+                bound = max_abs(frames)
+            if bound * self.weight_l1 >= _INT_DTYPES[out_dtype]:
+                raise OverflowError(
+                    f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
+                    f"{out_dtype}; use out_dtype=int64.")
+            dense_dtype = self.accumulator_for(bound)
+        if path != "dense":
+            counts = self.count_events(frames)
+            if path == "events" or self.choose_path(
+                    int(counts.sum()), frames.shape[0], out_dtype.itemsize) == "events":
+                return self.scatter(self.find_events(frames, out_dtype, counts), out_dtype)
+        out = self.dense(frames, dense_dtype)
+        return out if out.dtype == out_dtype else out.astype(out_dtype)

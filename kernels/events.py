@@ -1,0 +1,269 @@
+"""Event-driven (scatter) convolution kernels in Lava's layout.
+
+An event is an active input ``(x, y, c)`` with a value ``v``. It adds ``v`` times a
+slice of weights to every output it reaches:
+``out[xo, yo, g*Kg:(g+1)*Kg] += v * W[g*Kg:(g+1)*Kg, KX-1-i, KY-1-j, c - g*Cg]``
+for every tap ``(i, j)`` with ``x + px = xo*sx + i*dx`` and ``y + py = yo*sy + j*dy``
+(SPEC section 1 read from the input's side). Work is proportional to the number
+of events, not to the size of the frame.
+
+Every kernel here takes already-validated arguments and preallocated arrays and
+only loops. The wrapper is :class:`lavaconv.engine.ConvEngine`.
+
+Event lists
+-----------
+Events are held as a CSR structure by *input row*: frame ``n``'s input row ``x``
+owns events ``offsets[n*X + x] : offsets[n*X + x + 1]`` of the flat arrays
+``ys``, ``cs`` (int32) and ``vs`` (accumulator dtype; empty for binary events,
+whose value is 1). From a dense frame they are found in two passes
+(:func:`count_events`, then :func:`fill_events` at the offsets given by a cumulative
+sum) instead of ``np.nonzero``: the counting pass is one vectorised read of the
+frame, the filling pass skips 64-element blocks with no event after a vectorised
+OR-reduction, and the automatic path choice needs only the counts, so when it
+picks the dense kernel it has paid for one cheap pass and nothing else. From index
+arrays the same structure is built by a counting sort (:func:`bucket_events`).
+
+Tables
+------
+``xo_of[x, i]`` is the output row that input row ``x`` reaches through tap ``i``
+(or -1 when the stride skips it or it falls outside), ``yo_of[y, j]`` likewise,
+and ``koff[c] = (c // Cg) * Kg`` the first output channel of ``c``'s group. They
+are computed once per layer, so the scatter loop holds no division.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._config import jit_parallel, jit_serial
+
+__all__ = ["bucket_events", "count_events", "fill_events", "fill_events_serial",
+           "scatter_events"]
+
+#: Block lengths of the two-level skip test in :func:`fill_events` (elements).
+_BLOCK = 64
+_SUB = 8
+
+
+@jit_parallel
+def count_events(rows, counts):
+    """Count the non-zero entries of each row.
+
+    Parameters
+    ----------
+    rows : ndarray, (R, L)
+        Input frames viewed as rows: ``R = N * X``, ``L = Y * C_in``; any dtype.
+    counts : ndarray of int64, (R,)
+        Output: non-zeros per row.
+
+    Notes
+    -----
+    Parallel over rows; iteration ``r`` writes only ``counts[r]``. The count is
+    kept in an int32 (rows hold far fewer than ``2**31`` entries), which lets the
+    loop vectorise 16 lanes wide: measured 6 us against 11 us for an int64 count
+    (and for ``np.count_nonzero``) on the ``vgg`` frame.
+    """
+    n_rows, length = rows.shape
+    for r in prange(n_rows):
+        row = rows[r]
+        nz = np.int32(0)
+        for e in range(length):
+            nz += np.int32(1) if row[e] != 0 else np.int32(0)
+        counts[r] = nz
+
+
+@jit_serial
+def _fill_row(row, pos, end, c_in, ys, cs, vs):
+    """Events of one row into ``ys/cs/vs[pos:end]``; returns how many are not 1."""
+    length = row.shape[0]
+    odd = 0
+    e0 = 0
+    while e0 < length and pos < end:
+        e1 = min(e0 + _BLOCK, length)
+        blk = row[e0:e1]
+        hit = False
+        for e in range(e1 - e0):
+            hit |= blk[e] != 0
+        if hit:
+            s0 = e0
+            while s0 < e1:
+                s1 = min(s0 + _SUB, e1)
+                sub = row[s0:s1]
+                hit = False
+                for e in range(s1 - s0):
+                    hit |= sub[e] != 0
+                if hit:
+                    y = s0 // c_in
+                    c = s0 - y * c_in
+                    for e in range(s0, s1):
+                        v = row[e]
+                        if v != 0:
+                            ys[pos] = y
+                            cs[pos] = c
+                            vs[pos] = v
+                            odd += v != 1
+                            pos += 1
+                        c += 1
+                        if c == c_in:
+                            c = 0
+                            y += 1
+                s0 = s1
+        e0 = e1
+    return odd
+
+
+@jit_parallel
+def fill_events(rows, offsets, c_in, ys, cs, vs, not_one):
+    """Write each row's events into the CSR arrays, in (y, c) order.
+
+    Parameters
+    ----------
+    rows : ndarray, (R, L)
+        As in :func:`count_events`.
+    offsets : ndarray of int64, (R + 1,)
+        Cumulative event counts: row ``r``'s events go to ``offsets[r]:offsets[r+1]``.
+    c_in : int
+        Channels, to split a flat row index into ``(y, c)``.
+    ys, cs : ndarray of int32, (E,)
+        Output: the events' ``y`` and ``c``.
+    vs : ndarray, (E,)
+        Output: the events' values cast to the accumulator dtype.
+    not_one : ndarray of int64, (R,)
+        Output: number of events of row ``r`` whose value is not 1 (all zero means
+        binary events, scattered without multiplying).
+
+    Notes
+    -----
+    Parallel over rows; row ``r`` writes only its own slice ``offsets[r]:offsets[r+1]``
+    and ``not_one[r]``. Blocks of ``_BLOCK`` entries, then of ``_SUB`` entries, are
+    first tested with an OR-reduction (which vectorises) and skipped when they hold
+    no event; only blocks with an event are read one entry at a time. Two levels
+    measured 2x faster than one at 1 % density on ``vgg``. With few events per row
+    neighbouring rows write the same cache lines (false sharing): use
+    :func:`fill_events_serial` then (measured 6.7 us serial against 11 us on two
+    threads at 0.1 % on ``vgg``).
+    """
+    for r in prange(rows.shape[0]):
+        not_one[r] = _fill_row(rows[r], offsets[r], offsets[r + 1], c_in, ys, cs, vs)
+
+
+@jit_serial
+def fill_events_serial(rows, offsets, c_in, ys, cs, vs, not_one):
+    """:func:`fill_events` on one thread (for few events; see its notes)."""
+    for r in range(rows.shape[0]):
+        not_one[r] = _fill_row(rows[r], offsets[r], offsets[r + 1], c_in, ys, cs, vs)
+
+
+@jit_serial
+def bucket_events(xs, ys_in, cs_in, vals, offsets, ys, cs, vs):
+    """Counting sort of index-array events into the CSR arrays (one frame).
+
+    Parameters
+    ----------
+    xs, ys_in, cs_in : ndarray of int64, (E,)
+        Event coordinates, already checked to be inside the input.
+    vals : ndarray, (E,)
+        Event values in the accumulator dtype.
+    offsets : ndarray of int64, (X + 1,)
+        Cumulative counts of events per input row (``bincount`` of ``xs``).
+    ys, cs, vs : ndarray
+        Outputs, as in :func:`fill_events`.
+    """
+    n_rows = offsets.shape[0] - 1
+    cursor = offsets[:n_rows].copy()
+    for e in range(xs.shape[0]):
+        x = xs[e]
+        p = cursor[x]
+        cursor[x] = p + 1
+        ys[p] = ys_in[e]
+        cs[p] = cs_in[e]
+        vs[p] = vals[e]
+
+
+@jit_parallel
+def scatter_events(offsets, ys, cs, vs, binary, we, xo_of, yo_of, koff, out, n_blocks):
+    """Scatter events into the output; each parallel iteration owns a block of rows.
+
+    Parameters
+    ----------
+    offsets, ys, cs, vs : ndarray
+        Events as CSR by input row (module docstring); ``offsets`` has
+        ``N * X_in + 1`` entries.
+    binary : bool
+        All values are 1: add weight slices without multiplying (``vs`` unused).
+    we : ndarray, (KX, KY, C_in, Kg)
+        Correlation-ordered weights per input channel, accumulator dtype:
+        ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]``, ``g = c // Cg``.
+        Each event's slice ``we[i, j, c]`` is contiguous.
+    xo_of : ndarray of int64, (X_in, KX)
+        Output row reached from input row ``x`` through tap ``i``, or -1.
+    yo_of : ndarray of int64, (Y_in, KY)
+        Output column reached from input column ``y`` through tap ``j``, or -1.
+    koff : ndarray of int64, (C_in,)
+        First output channel of input channel ``c``'s group.
+    out : ndarray, (N, X_out, Y_out, C_out), accumulator dtype
+        Output; every cell is overwritten.
+    n_blocks : int
+        Blocks of output rows per frame (the parallel grain).
+
+    Notes
+    -----
+    Why there is no race: iteration ``r`` handles frame ``n = r // n_blocks`` and
+    the output rows ``[a, e)`` of block ``b = r % n_blocks``; it zeroes those rows,
+    then walks the input rows that can reach them and, for each event, adds only
+    the taps whose output row lies in ``[a, e)``. Blocks of one frame are disjoint
+    and frames are disjoint, so no two iterations write the same output cell. An
+    event near a block boundary is read by both neighbouring blocks, each adding
+    its own taps: every (event, tap) pair is added exactly once.
+
+    The innermost loop runs over the ``Kg`` contiguous output channels of a 1-D
+    slice indexed from 0, so it vectorises (checked with ``inspect_asm``).
+    Integer accumulators add exactly in any order; so do float32/float64 ones for
+    integer data under the engine's bound (see :mod:`lavaconv.engine`).
+    """
+    n_frames, x_out, y_out, c_out = out.shape
+    x_in, kx = xo_of.shape
+    ky = yo_of.shape[1]
+    kg = we.shape[3]
+    for r in prange(n_frames * n_blocks):
+        n = r // n_blocks
+        b = r - n * n_blocks
+        a = b * x_out // n_blocks
+        e = (b + 1) * x_out // n_blocks
+        if a >= e:
+            continue
+        out[n, a:e] = 0
+        base = n * x_in
+        for xi in range(x_in):
+            ev0 = offsets[base + xi]
+            ev1 = offsets[base + xi + 1]
+            if ev0 == ev1:
+                continue
+            for i in range(kx):
+                xo = xo_of[xi, i]
+                if xo < a or xo >= e:
+                    continue
+                orow = out[n, xo]
+                we_i = we[i]
+                for ev in range(ev0, ev1):
+                    y = ys[ev]
+                    c = cs[ev]
+                    ko = koff[c]
+                    if binary:
+                        for j in range(ky):
+                            yo = yo_of[y, j]
+                            if yo >= 0:
+                                o = orow[yo, ko:ko + kg]
+                                w = we_i[j, c]
+                                for k in range(kg):
+                                    o[k] += w[k]
+                    else:
+                        v = vs[ev]
+                        for j in range(ky):
+                            yo = yo_of[y, j]
+                            if yo >= 0:
+                                o = orow[yo, ko:ko + kg]
+                                w = we_i[j, c]
+                                for k in range(kg):
+                                    o[k] += v * w[k]
