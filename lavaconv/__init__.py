@@ -8,6 +8,8 @@ Compiled kernels live in :mod:`lavaconv.kernels`.
 from __future__ import annotations
 
 from . import utils
+from ._threads import get_num_threads, set_num_threads
+from .events import conv_events, warmup
 from .geometry import Geometry, validate_geometry
 from .models import PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat
 from .process import Conv
@@ -35,9 +37,13 @@ __all__ = [
     "SignMode",
     "clip_weights",
     "determine_sign_mode",
+    "get_num_threads",
+    "set_num_threads",
+    "warmup",
     "truncate_weights",
     "TensorOrder",
     "conv",
+    "conv_events",
     "conv_scipy",
     "conv_to_sparse",
     "make_tuple",

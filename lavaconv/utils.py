@@ -183,6 +183,8 @@ def conv(
     padding: IntOrPair,
     dilation: IntOrPair,
     groups: int,
+    *,
+    path: str = "auto",
 ) -> np.ndarray:
     """Convolution in Lava's layout, computed by the Numba kernels.
 
@@ -202,6 +204,12 @@ def conv(
         Geometry.
     groups : int
         Groups.
+    path : {"auto", "dense", "events"}, keyword-only
+        ``"dense"``: gather kernels; ``"events"``: event-driven scatter over the
+        non-zero inputs; ``"auto"`` (default): counts the non-zero inputs and picks
+        the path predicted faster for this layer (see
+        :meth:`lavaconv.engine.ConvEngine.crossover_density`). Integer results are
+        bit-identical on every path.
 
     Returns
     -------
@@ -215,10 +223,13 @@ def conv(
     Raises
     ------
     ValueError
-        Invalid geometry or arrays (message names the argument), non-finite values.
+        Invalid geometry or arrays (message names the argument), non-finite values,
+        unknown ``path``.
     OverflowError
         If an exact integer sum could exceed int64.
     """
+    if path not in ("auto", "dense", "events"):
+        raise ValueError(f"path must be 'auto', 'dense' or 'events', got path={path!r}.")
     input = _check_array(input, "input", 3)
     weight = _check_array(weight, "weight", 4)
     geom = validate_geometry(input.shape, weight.shape, stride, padding, dilation, groups,
@@ -227,11 +238,11 @@ def conv(
     frames = input[np.newaxis]
     if weight.dtype.kind == "f":
         acc = np.float32 if weight.dtype.itemsize <= 4 else np.float64
-        out = engine.dense(frames, np.dtype(acc))
+        out = engine.compute(frames, np.dtype(acc), path=path)
     elif input.dtype.kind == "f":
-        out = engine.dense(frames, np.dtype(np.float64))
+        out = engine.compute(frames, np.dtype(np.float64), path=path)
     else:
-        out = engine.exact(frames)
+        out = engine.exact(frames, path=path)
     return out[0].astype(weight.dtype, copy=False)
 
 

@@ -1,0 +1,167 @@
+"""Event-driven path and automatic path choice against the plain reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import conv_reference
+from strategies import geometries, int8_weights, seeds, spikes
+
+import lavaconv
+from lavaconv import utils
+from lavaconv.engine import ConvEngine
+from lavaconv.events import conv_events
+from lavaconv.geometry import validate_geometry
+from lavaconv.workloads import WORKLOADS
+
+PATHS = ["dense", "events", "auto"]
+
+
+def _ref(x, w, g):
+    return conv_reference(x, w, g["stride"], g["padding"], g["dilation"], g["groups"])
+
+
+def _call(x, w, g, path):
+    return utils.conv(x, w, g["weight_shape"][1:3], g["stride"], g["padding"], g["dilation"],
+                      g["groups"], path=path)
+
+
+@given(g=geometries(), seed=seeds(), kind=st.sampled_from(["bool", "binary", "graded"]),
+       density=st.sampled_from([0.0, 0.001, 0.02, 0.3, 1.0]))
+def test_every_path_is_bit_identical_to_reference(g, seed, kind, density):
+    rng = np.random.default_rng(seed)
+    x = spikes(rng, g["input_shape"], kind, density=density)
+    w = int8_weights(rng, g["weight_shape"]).astype(np.int32)
+    expected = _ref(x, w, g)
+    for path in PATHS:
+        got = _call(x, w, g, path)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected, err_msg=path)
+
+
+@given(g=geometries(max_size=6), seed=seeds(), n=st.integers(1, 3),
+       density=st.sampled_from([0.0, 0.05, 1.0]))
+def test_engine_batch_paths_and_int32_output(g, seed, n, density):
+    rng = np.random.default_rng(seed)
+    frames = np.stack([spikes(rng, g["input_shape"], "graded", density) for _ in range(n)])
+    w = int8_weights(rng, g["weight_shape"])
+    geom = validate_geometry(g["input_shape"], g["weight_shape"], g["stride"], g["padding"],
+                             g["dilation"], g["groups"])
+    engine = ConvEngine(w, geom)
+    expected = np.stack([_ref(f, w, g) for f in frames])
+    for path in PATHS:
+        for out_dtype in (np.int64, np.int32):
+            got = engine.exact(frames, path=path, out_dtype=out_dtype)
+            assert got.dtype == out_dtype
+            np.testing.assert_array_equal(got, expected, err_msg=f"{path} {out_dtype}")
+
+
+@given(g=geometries(), seed=seeds(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_float_event_path_matches_reference(g, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(g["input_shape"]) * (rng.random(g["input_shape"]) < 0.2))
+    x = x.astype(dtype)
+    w = rng.standard_normal(g["weight_shape"]).astype(dtype)
+    expected = _ref(x, w, g)
+    scale = _ref(np.abs(x), np.abs(w), g) + 1.0
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for path in PATHS:
+        got = _call(x, w, g, path)
+        assert got.dtype == dtype
+        assert np.all(np.abs(got - expected) <= tol * scale), path
+
+
+@given(g=geometries(), seed=seeds(), n_ev=st.integers(0, 30), graded=st.booleans())
+def test_index_array_events_match_dense_frame(g, seed, n_ev, graded):
+    """Events as (x, y, c[, value]) equal the conv of the frame they add up to."""
+    rng = np.random.default_rng(seed)
+    shape = g["input_shape"]
+    xs, ys, cs = (rng.integers(0, s, n_ev) for s in shape)  # duplicates allowed
+    value = rng.integers(-128, 128, n_ev).astype(np.int16) if graded else None
+    frame = np.zeros(shape, np.int64)
+    np.add.at(frame, (xs, ys, cs), 1 if value is None else value.astype(np.int64))
+    w = int8_weights(rng, g["weight_shape"])
+    got = conv_events(xs, ys, cs, value, shape, w, g["stride"], g["padding"], g["dilation"],
+                      g["groups"])
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, _ref(frame, w, g))
+
+
+def test_known_answer_single_event_on_event_path():
+    """One spike at (2, 2) through a 3x3 kernel 1..9, padding 1: the kernel itself.
+
+    As in test_conv: out[x, y] = W[x-1, y-1] around the event (true convolution).
+    The event path must place each weight exactly there; its effective operations
+    are the 9 taps times 1 output channel.
+    """
+    x = np.zeros((5, 5, 1), np.int8)
+    x[2, 2, 0] = 1
+    w = np.arange(1, 10, dtype=np.int32).reshape(1, 3, 3, 1)
+    out = utils.conv(x, w, (3, 3), 1, 1, 1, 1, path="events")[:, :, 0]
+    expected = np.zeros((5, 5), np.int32)
+    expected[1:4, 1:4] = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    np.testing.assert_array_equal(out, expected)
+    engine = ConvEngine(w, validate_geometry((5, 5, 1), (1, 3, 3, 1), 1, 1, 1, 1))
+    assert engine.synaptic_ops(x[None]) == 9
+    # from index arrays, with a graded value of -3: -3 times the kernel
+    got = conv_events([2], [2], [0], [-3], (5, 5, 1), w, 1, 1, 1, 1)[:, :, 0]
+    np.testing.assert_array_equal(got, -3 * expected)
+
+
+def test_known_answer_sum_crossing_2_pow_23():
+    """127 * 127 per tap over 520 spiking channels: 8 387 080 + 127*127 > 2**23.
+
+    A 1x1 kernel of 127s over C_in = 521 channels all equal to 127 gives
+    521 * 16129 = 8 403 209, above 2**23 = 8 388 608 and below 2**24: exact in the
+    float32 dense path and in the integer scatter alike.
+    """
+    x = np.full((1, 1, 521), 127, np.int16)
+    w = np.full((1, 1, 1, 521), 127, np.int32)
+    for path in PATHS:
+        assert utils.conv(x, w, 1, 1, 0, 1, 1, path=path)[0, 0, 0] == 521 * 127 * 127
+
+
+def test_int32_output_overflow_is_refused():
+    engine = ConvEngine(np.full((1, 2, 2, 1), 2**20, np.int64),
+                        validate_geometry((2, 2, 1), (1, 2, 2, 1)))
+    frames = np.full((1, 2, 2, 1), 2**12, np.int64)
+    with pytest.raises(OverflowError, match="int64"):
+        engine.exact(frames, out_dtype=np.int32)
+    assert engine.exact(frames, path="events")[0, 0, 0, 0] == 4 * 2**32
+
+
+def test_bad_path_and_bad_events_raise_value_errors():
+    x = np.zeros((4, 4, 1), np.int8)
+    w = np.ones((1, 3, 3, 1), np.int8)
+    with pytest.raises(ValueError, match="path"):
+        utils.conv(x, w, 3, 1, 0, 1, 1, path="sparse")
+    with pytest.raises(ValueError, match="out_dtype"):
+        ConvEngine(w, validate_geometry((4, 4, 1), (1, 3, 3, 1))).exact(x[None],
+                                                                       out_dtype=np.int16)
+    with pytest.raises(ValueError, match="x indices"):
+        conv_events([4], [0], [0], None, (4, 4, 1), w)
+    with pytest.raises(ValueError, match="same length"):
+        conv_events([1, 2], [0], [0], None, (4, 4, 1), w)
+    with pytest.raises(ValueError, match="value"):
+        conv_events([1], [0], [0], [1, 2], (4, 4, 1), w)
+
+
+def test_crossover_depends_on_layer_and_can_be_overridden():
+    """The cost model puts depthwise's crossover far below a 64->64 layer's."""
+    engines = {name: ConvEngine(wl.make(0.0)[1], wl.geometry) for name, wl in WORKLOADS.items()}
+    for e in engines.values():
+        assert 0.0 <= e.crossover_density() <= 1.0
+    assert engines["depthwise"].crossover_density() < engines["vgg"].crossover_density()
+    e = engines["nmnist"]
+    e.crossover = 0.0
+    assert e.choose_path(1, 1) == "dense"
+    e.crossover = 1.0
+    assert e.choose_path(10, 1) == "events"
+
+
+def test_public_names():
+    assert lavaconv.conv_events is conv_events
+    assert callable(lavaconv.warmup)
+    assert callable(lavaconv.set_num_threads) and callable(lavaconv.get_num_threads)
