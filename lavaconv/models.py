@@ -42,6 +42,7 @@ import numpy as np
 
 from .engine import ConvEngine
 from .geometry import validate_int_range
+from .kernels import layout as _layout
 from .process import Conv
 from .quantize import (
     SignMode,
@@ -139,6 +140,16 @@ def conv_run(
 
 
 # -- the models --------------------------------------------------------------------
+def _contiguous_frames(frames: np.ndarray, dtype) -> np.ndarray:
+    """A C-contiguous copy of a (T, X, Y, C) view in ``dtype`` (the layout kernel)."""
+    if frames.flags.c_contiguous:
+        return frames.astype(dtype)
+    dst = np.empty(frames.shape, dtype)
+    if frames.size:
+        _layout.copy_to_frames(frames, dst)
+    return dst
+
+
 class _PyConvModel:
     """Shared body of the Conv models: state, input checks, message rule, timing.
 
@@ -196,18 +207,18 @@ class _PyConvModel:
 
     # -- shared step body ------------------------------------------------------------
     def _graded_messages(self, frames: np.ndarray) -> np.ndarray:
-        """Message rule for graded payloads (integer models: as received)."""
-        if frames.dtype.kind == "f":
-            return frames.astype(np.int64, order="C")
-        return np.ascontiguousarray(frames)
+        """Message rule for graded payloads (integer models: as received, as integers)."""
+        dtype = np.int64 if frames.dtype.kind == "f" else frames.dtype
+        return _contiguous_frames(frames, dtype)
 
     def _synapse(self, frames: np.ndarray, out: np.ndarray, max_abs: int) -> None:
         """``f``: message rule then the accumulator hook, for a stack of frames."""
         if self.num_message_bits == 0:
-            # SPEC 3: any non-zero input is one spike (Lava's cast to bool); writing
-            # into a fresh buffer also makes time-last input frames-first contiguous.
+            # SPEC 3: any non-zero input is one spike (Lava's cast to bool), fused with
+            # the time-last to frames-first transpose.
             messages = np.empty(frames.shape, np.bool_)
-            np.not_equal(frames, 0, out=messages)
+            if frames.size:
+                _layout.spikes_to_frames(frames, messages)
         else:
             messages = self._graded_messages(frames)
         self._accumulate(messages, out, max_abs)
@@ -394,7 +405,7 @@ class PyConvModelFloat(_PyConvModel):
         self._engine = ConvEngine(self.weight, self.geometry)
 
     def _graded_messages(self, frames: np.ndarray) -> np.ndarray:
-        return frames.astype(np.float64, order="C")
+        return _contiguous_frames(frames, np.float64)
 
     def _accumulate(self, messages: np.ndarray, out: np.ndarray, max_abs: int) -> None:
         """Float64 sum, no clamp."""

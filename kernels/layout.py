@@ -1,0 +1,61 @@
+"""Layout kernels: Lava's time-last input to the engine's frames-first layout.
+
+Lava's sequences are ``(X, Y, C, T)`` (time last); the engine takes
+``(N, X, Y, C)`` frames. Both kernels take the time-last data as a strided 4-D view
+``src`` of shape ``(T', X, Y, C)`` (``np.moveaxis(data, -1, 0)`` or a slice of it) and
+write a contiguous ``dst`` of the same shape, fusing the message rule into the
+transpose. NumPy's strided ``np.not_equal(view, 0, out=dst)`` measured 25 ms for the
+``vgg`` input at T = 100 (about as long as the 100 event-driven kernel calls it
+feeds), a row-blocked NumPy loop 12 ms, this kernel 6 ms (2 threads, shared
+machine): for each pixel ``(x, y)`` it transposes one ``C x T`` tile, which sits in
+L1 (looping ``t`` outside ``y`` instead measured 8.4 ms).
+
+Parallelism: ``prange`` over X; iteration ``x`` writes only ``dst[:, x]``, so there
+are no races.
+"""
+
+from __future__ import annotations
+
+from numba import prange
+
+from ._config import jit_parallel
+
+__all__ = ["copy_to_frames", "spikes_to_frames"]
+
+
+@jit_parallel
+def spikes_to_frames(src, dst):
+    """``dst[t, x, y, c] = src[t, x, y, c] != 0``: the binary spike rule and the transpose.
+
+    Parameters
+    ----------
+    src : ndarray, (T, X, Y, C), any strides
+        Input of any numeric or bool dtype.
+    dst : ndarray of bool, (T, X, Y, C), contiguous
+        Destination; every cell is written.
+    """
+    n_t, n_x, n_y, n_c = dst.shape
+    for x in prange(n_x):
+        for y in range(n_y):
+            for t in range(n_t):
+                for c in range(n_c):
+                    dst[t, x, y, c] = src[t, x, y, c] != 0
+
+
+@jit_parallel
+def copy_to_frames(src, dst):
+    """``dst[t, x, y, c] = src[t, x, y, c]`` cast to ``dst.dtype``: the graded transpose.
+
+    Parameters
+    ----------
+    src : ndarray, (T, X, Y, C), any strides
+        Input (integer or integral float values, already validated).
+    dst : ndarray, (T, X, Y, C), contiguous
+        Destination; every cell is written.
+    """
+    n_t, n_x, n_y, n_c = dst.shape
+    for x in prange(n_x):
+        for y in range(n_y):
+            for t in range(n_t):
+                for c in range(n_c):
+                    dst[t, x, y, c] = src[t, x, y, c]
