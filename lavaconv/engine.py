@@ -51,24 +51,28 @@ __all__ = ["ConvEngine", "PATHS", "exact_accumulator", "max_abs"]
 #: Accepted values of ``path=``.
 PATHS = ("auto", "dense", "events")
 
-# Cost model of the two paths, in seconds, fitted on the development machine
-# (AMD EPYC, 2 cores, AVX-512, 2 threads) with `python -m lavaconv.bench --calibrate`
-# over the six workloads of WORKLOADS.md. Only the *ratio* of the two predictions
-# matters (it picks the path); a wrong pick near the crossover costs little because
-# there the two paths take about the same time.
+# Cost model of the two paths, in seconds, fitted by hand to `lavaconv bench --quick`
+# on the development machine (AMD EPYC, 2 cores, AVX-512, 2 threads, int32 output).
+# Measured: the dense kernels take ~14 ps per multiply-add on vgg/mid (groups 1,
+# dilation 1), ~45 ps on dil_grp, ~60 ps on depthwise; the scatter costs ~8 ns per
+# event plus ~3.5 ns per (event, tap) pair, almost independent of Kg (64 adds cost
+# about as much as one: the pair is bound by memory latency, not by adds).
+# Only the *ratio* of the two predictions matters (it picks the path); near the
+# crossover both paths take about the same time, so a small error costs little.
 _COST = {
     # dense gather kernels: seconds per multiply-add, by kernel and accumulator size
-    "dense_dot": {4: 6.0e-12, 8: 1.3e-11},
-    "dense_depthwise": {4: 3.5e-11, 8: 7.0e-11},
+    "dense_dot": {4: 1.4e-11, 8: 2.8e-11},
+    "dense_grouped": {4: 4.5e-11, 8: 9.0e-11},
+    "dense_depthwise": {4: 6.0e-11, 8: 1.2e-10},
     "dense_fixed": 2.0e-5,
     # casting the float accumulator to the integer output: seconds per output byte
     "cast_per_byte": 4.0e-12,
     # event path: zeroing the output (per byte), per event (finding it), per
     # (event, tap) pair, and per output channel added (by accumulator size)
-    "zero_per_byte": 6.0e-12,
-    "per_event": 5.0e-9,
-    "per_pair": 5.0e-9,
-    "per_add": {4: 2.0e-10, 8: 4.0e-10},
+    "zero_per_byte": 2.2e-11,
+    "per_event": 8.0e-9,
+    "per_pair": 3.5e-9,
+    "per_add": {4: 1.5e-11, 8: 3.0e-11},
     "events_fixed": 1.5e-5,
 }
 #: Mean events per input row above which the event search runs in parallel
@@ -200,7 +204,7 @@ class ConvEngine:
             self.weight_l1 = int(np.ceil(float(l1.max()) * (1 + 2.0 ** -40)))
         self.depthwise = g.groups == g.in_channels == g.out_channels
         self.crossover: float | None = None
-        self._crossover_cache: Dict[int, float] = {}
+        self._crossover_cache: Dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: Dict[object, Tuple[np.ndarray, ...]] = {}
         self._lock = threading.Lock()
@@ -258,8 +262,8 @@ class ConvEngine:
         return exact_accumulator(int(input_max_abs) * self.weight_l1)
 
     # -- cost model ------------------------------------------------------------------
-    def predict_seconds(self, n_events: float, n_frames: int = 1,
-                        itemsize: int = 8) -> Tuple[float, float]:
+    def predict_seconds(self, n_events: float, n_frames: int = 1, itemsize: int = 8,
+                        dense_itemsize: int | None = None) -> Tuple[float, float]:
         """Predicted ``(dense, events)`` seconds for ``n_events`` in ``n_frames`` frames.
 
         Parameters
@@ -269,7 +273,9 @@ class ConvEngine:
         n_frames : int
             Frames.
         itemsize : int
-            Accumulator size in bytes: 4 (float32/int32) or 8.
+            Size in bytes of the event path's accumulator (its output): 4 or 8.
+        dense_itemsize : int, optional
+            Size of the dense path's accumulator (default ``itemsize``).
 
         Returns
         -------
@@ -280,9 +286,15 @@ class ConvEngine:
         g = self.geometry
         c = _COST
         size = 4 if itemsize <= 4 else 8
+        dsize = size if dense_itemsize is None else (4 if dense_itemsize <= 4 else 8)
         out_bytes = n_frames * int(np.prod(g.output_shape)) * 8
-        kind = "dense_depthwise" if self.depthwise else "dense_dot"
-        dense = (c["dense_fixed"] + n_frames * g.dense_macs * c[kind][size]
+        if self.depthwise:
+            kind = "dense_depthwise"
+        elif g.groups == 1 and g.dilation[1] == 1:
+            kind = "dense_dot"
+        else:
+            kind = "dense_grouped"
+        dense = (c["dense_fixed"] + n_frames * g.dense_macs * c[kind][dsize]
                  + out_bytes * c["cast_per_byte"])
         pairs = n_events * self.mean_taps
         events = (c["events_fixed"] + out_bytes * size / 8 * c["zero_per_byte"]
@@ -290,7 +302,7 @@ class ConvEngine:
                   + pairs * g.out_per_group * c["per_add"][size])
         return dense, events
 
-    def crossover_density(self, itemsize: int = 8) -> float:
+    def crossover_density(self, itemsize: int = 8, dense_itemsize: int | None = None) -> float:
         """Density (events per input element) where the two paths' predictions meet.
 
         Returns the overriding :attr:`crossover` when set. Below this density
@@ -298,27 +310,30 @@ class ConvEngine:
         """
         if self.crossover is not None:
             return float(self.crossover)
-        cached = self._crossover_cache.get(itemsize)
+        key = (itemsize, dense_itemsize)
+        cached = self._crossover_cache.get(key)
         if cached is not None:
             return cached
         n_in = int(np.prod(self.geometry.input_shape))
-        d0, e0 = self.predict_seconds(0.0, 1, itemsize)
-        d1, e1 = self.predict_seconds(float(n_in), 1, itemsize)
+        d0, e0 = self.predict_seconds(0.0, 1, itemsize, dense_itemsize)
+        d1, e1 = self.predict_seconds(float(n_in), 1, itemsize, dense_itemsize)
         # both predictions are affine in n_events: solve d0 = e0 + (e1 - e0) * rho
         slope = e1 - e0
         if d0 <= e0:
             rho = 0.0
         else:
             rho = float(min(1.0, (d0 - e0) / slope)) if slope > 0 else 1.0
-        self._crossover_cache[itemsize] = rho
+        self._crossover_cache[key] = rho
         return rho
 
-    def choose_path(self, n_events: int, n_frames: int, itemsize: int = 8) -> str:
+    def choose_path(self, n_events: int, n_frames: int, itemsize: int = 8,
+                    dense_itemsize: int | None = None) -> str:
         """``"events"`` when the event density is below :meth:`crossover_density`."""
         n_in = n_frames * self._n_in
         if n_in == 0:
             return "dense"
-        return "events" if n_events < self.crossover_density(itemsize) * n_in else "dense"
+        rho = self.crossover_density(itemsize, dense_itemsize)
+        return "events" if n_events < rho * n_in else "dense"
 
     # -- events ----------------------------------------------------------------------
     def count_events(self, frames: np.ndarray) -> np.ndarray:
@@ -607,7 +622,8 @@ class ConvEngine:
         if path != "dense":
             counts = self.count_events(frames)
             if path == "events" or self.choose_path(
-                    int(counts.sum()), frames.shape[0], out_dtype.itemsize) == "events":
+                    int(counts.sum()), frames.shape[0], out_dtype.itemsize,
+                    dense_dtype.itemsize) == "events":
                 return self.scatter(self.find_events(frames, out_dtype, counts), out_dtype)
         out = self.dense(frames, dense_dtype)
         return out if out.dtype == out_dtype else out.astype(out_dtype)

@@ -1,0 +1,263 @@
+"""The benchmark suite behind ``lavaconv bench`` (the workloads of WORKLOADS.md).
+
+For every workload of :data:`lavaconv.workloads.WORKLOADS` and every density of
+:data:`lavaconv.workloads.DENSITIES` plus graded input, :func:`run` times
+
+* ``dense``, ``events``, ``auto``: :meth:`ConvEngine.exact` with a prepared engine
+  (weights re-laid-out once, as a model step does), exact int32 output;
+* ``scipy``: :func:`lavaconv.utils.conv_scipy`, Lava's algorithm (the reference);
+* ``torch32``, ``torch64``: ``torch.nn.functional.conv2d`` in float32 and float64
+  with layouts converted outside the timed region (skipped without torch);
+
+after checking every result against ``conv_scipy`` (that first call also compiles).
+Times are the minimum and the median over repeated calls.
+
+JSON schema (``lavaconv-bench/1``)::
+
+    {"schema": "lavaconv-bench/1", "threads": int, "quick": bool,
+     "torch": version or null, "numba_threading_layer": str, "cpu": str,
+     "results": [{"workload": str, "density": float or "graded",
+                  "events": int, "synaptic_ops": int, "dense_macs": int,
+                  "auto_choice": "dense" | "events", "model_crossover": float,
+                  "times": {name: {"min": s, "median": s, "calls": int}},
+                  "correct": {name: bool}}],
+     "crossovers": {workload: measured density where events == dense, or null}}
+
+Nothing here prints: progress goes to the ``progress`` callback (the CLI prints it).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import _threads
+from .engine import ConvEngine
+from .utils import conv_scipy
+from .workloads import DENSITIES, WORKLOADS
+
+__all__ = ["OURS", "run", "table", "write_json", "plot", "crossovers"]
+
+#: Our timed paths.
+OURS = ("dense", "events", "auto")
+
+
+def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> Dict:
+    """Call ``fn`` until ``budget`` seconds are spent (at least 3 calls)."""
+    times: List[float] = []
+    spent = 0.0
+    while (len(times) < 3 or spent < budget) and len(times) < max_calls:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    return {"min": float(min(times)), "median": float(np.median(times)), "calls": len(times)}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
+        threads: int = 2, progress: Optional[Callable[[str], None]] = None) -> Dict:
+    """Run the benchmark and return the JSON-ready report (module docstring).
+
+    Parameters
+    ----------
+    quick : bool
+        Short timing budgets (a first look in under a minute).
+    workloads : sequence of str, optional
+        Names from WORKLOADS.md; all by default.
+    threads : int
+        Threads for our kernels and for torch.
+    progress : callable, optional
+        Called with a one-line status before each case.
+    """
+    names = list(workloads) if workloads else list(WORKLOADS)
+    for name in names:
+        if name not in WORKLOADS:
+            raise ValueError(f"workloads: unknown workload {name!r}; choose from "
+                             f"{sorted(WORKLOADS)}.")
+    _threads.set_num_threads(threads)
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    budget = 0.03 if quick else 0.3
+    densities: List = list(DENSITIES) + ["graded"]
+    results = []
+    total = len(names) * len(densities)
+    k = 0
+    for name in names:
+        wl = WORKLOADS[name]
+        g = wl.geometry
+        for density in densities:
+            k += 1
+            if progress:
+                progress(f"[{k}/{total}] {name} density={density}")
+            x, w = wl.make(density, seed=k)
+            args = wl.conv_args()
+            t0 = time.perf_counter()
+            reference = conv_scipy(x, w, *args)
+            scipy_once = time.perf_counter() - t0
+            expected = reference.astype(np.int64)
+            engine = ConvEngine(w, g)
+            frames = x[None]
+            bound = 1 if density != "graded" else 127
+            times: Dict[str, Dict] = {}
+            correct: Dict[str, bool] = {}
+            for path in OURS:
+                def call(path=path):
+                    return engine.exact(frames, input_max_abs=bound, path=path,
+                                        out_dtype=np.int32)
+                correct[path] = bool(np.array_equal(call()[0], expected))
+                times[path] = _timeit(call, budget)
+            if quick:
+                times["scipy"] = {"min": scipy_once, "median": scipy_once, "calls": 1}
+            else:
+                times["scipy"] = _timeit(lambda: conv_scipy(x, w, *args), 0.0, max_calls=3)
+            correct["scipy"] = True
+            if torch is not None:
+                for label, dt in (("torch32", torch.float32), ("torch64", torch.float64)):
+                    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)))
+                    xt = xt.to(dt)[None]
+                    wt = torch.from_numpy(np.ascontiguousarray(
+                        w[:, ::-1, ::-1, :].transpose(0, 3, 2, 1))).to(dt)
+                    kw = dict(stride=wl.stride, padding=wl.padding, dilation=wl.dilation,
+                              groups=wl.groups)
+
+                    def tcall(xt=xt, wt=wt, kw=kw):
+                        return torch.nn.functional.conv2d(xt, wt, **kw)
+
+                    y = tcall()[0].numpy().transpose(2, 1, 0)
+                    correct[label] = bool(np.array_equal(y, expected))
+                    times[label] = _timeit(tcall, budget)
+            n_events = int(np.count_nonzero(x))
+            results.append({
+                "workload": name, "density": density, "events": n_events,
+                "synaptic_ops": engine.synaptic_ops(frames), "dense_macs": g.dense_macs,
+                "auto_choice": engine.choose_path(n_events, 1, 4, 4),
+                "model_crossover": engine.crossover_density(4, 4),
+                "times": times, "correct": correct,
+            })
+    report = {
+        "schema": "lavaconv-bench/1", "threads": threads, "quick": quick,
+        "torch": None if torch is None else torch.__version__,
+        "numba_threading_layer": _threads.threading_layer(),
+        "cpu": platform.processor() or platform.machine(),
+        "results": results,
+    }
+    report["crossovers"] = crossovers(report)
+    return report
+
+
+def crossovers(report: Dict) -> Dict[str, Optional[float]]:
+    """Measured crossover density per workload: where ``events`` meets ``dense``.
+
+    Log-linear interpolation of the ratio ``events / dense`` between the binary
+    densities that bracket 1; ``None`` when no pair brackets it.
+    """
+    out: Dict[str, Optional[float]] = {}
+    for name in dict.fromkeys(r["workload"] for r in report["results"]):
+        pts = [(r["density"], r["times"]["events"]["min"] / r["times"]["dense"]["min"])
+               for r in report["results"] if r["workload"] == name
+               and r["density"] != "graded"]
+        pts.sort()
+        found = None
+        for (d0, r0), (d1, r1) in zip(pts, pts[1:]):
+            if r0 <= 1.0 <= r1:
+                f = (np.log(1.0) - np.log(r0)) / (np.log(r1) - np.log(r0)) if r1 != r0 else 0
+                found = float(np.exp(np.log(d0) + f * (np.log(d1) - np.log(d0))))
+                break
+        if found is None and pts and pts[-1][1] < 1.0:
+            found = None  # events never slower up to the largest density tried
+        out[name] = found
+    return out
+
+
+def _ms(t: Dict) -> str:
+    return f"{t['min'] * 1e3:.3f}"
+
+
+def table(report: Dict) -> str:
+    """A plain-text table of times (ms, minimum over calls) and speed-up ratios."""
+    has_torch = report["torch"] is not None
+    head = ["workload", "density", "events", "syn.ops", "dense MACs", "dense", "events",
+            "auto", "choice", "scipy"]
+    if has_torch:
+        head += ["torch32", "torch64", "vs t32", "vs t64"]
+    head += ["vs scipy", "auto/best", "ok"]
+    rows = [head]
+    for r in report["results"]:
+        t = r["times"]
+        best = min(t["dense"]["min"], t["events"]["min"])
+        auto = t["auto"]["min"]
+        row = [r["workload"], str(r["density"]), str(r["events"]), f"{r['synaptic_ops']:.3g}",
+               f"{r['dense_macs']:.3g}", _ms(t["dense"]), _ms(t["events"]), _ms(t["auto"]),
+               r["auto_choice"], _ms(t["scipy"])]
+        if has_torch:
+            row += [_ms(t["torch32"]), _ms(t["torch64"]),
+                    f"{t['torch32']['min'] / auto:.1f}x", f"{t['torch64']['min'] / auto:.1f}x"]
+        row += [f"{t['scipy']['min'] / auto:.0f}x", f"{best / auto:.2f}",
+                "yes" if all(r["correct"].values()) else "NO"]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * wd for wd in widths))
+    notes = ["times in ms (minimum over calls); ratios = other's time / our auto time; "
+             "auto/best = min(dense, events) / auto (1.00 = auto as fast as the better path)"]
+    if not has_torch:
+        notes.append("torch not installed: skipped")
+    cross = report.get("crossovers", {})
+    notes.append("measured crossover density (events = dense): " + ", ".join(
+        f"{k} {'n/a' if v is None else f'{v:.3%}'}" for k, v in cross.items()))
+    return "\n".join(lines + [""] + notes)
+
+
+def write_json(report: Dict, path: str) -> None:
+    """Write the report as JSON (schema in the module docstring)."""
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def plot(report: Dict, path: str) -> bool:
+    """Speed-up of our auto path vs density per workload, log scale, as a PNG.
+
+    Against torch float32 when torch was run, else against ``conv_scipy``. Graded
+    input is drawn at density 1. Returns False when matplotlib is not installed
+    (``pip install lavaconv[bench]``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    other = "torch32" if report["torch"] is not None else "scipy"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r["workload"] for r in report["results"]):
+        rs = [r for r in report["results"] if r["workload"] == name]
+        d = [1.0 if r["density"] == "graded" else r["density"] for r in rs]
+        s = [r["times"][other]["min"] / r["times"]["auto"]["min"] for r in rs]
+        ax.plot(d, s, marker="o", label=name)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input density (1 = graded, dense)")
+    ax.set_ylabel(f"speed-up of lavaconv auto vs {other}")
+    ax.set_title(f"lavaconv vs {other}, {report['threads']} threads")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
