@@ -2,39 +2,46 @@
 
 Structure (STYLE 4 and 16)
 --------------------------
-* A pure functional core: :func:`conv_step` ``(state, s_in) -> (state, a_out)`` and
-  :func:`conv_run` for a whole sequence. They implement Lava's timing (SPEC 6):
-  emit the buffered result of the previous step, then buffer ``f(s_in(t))``. They never
-  modify their arguments, so a failing ``f`` leaves the caller's state untouched.
-* Thin stateful wrappers, the three models, which hold ``a_buf`` and share one step
-  body (:meth:`_PyConvModel._synapse`: input checks, the message rule, then the hook).
-  They differ in one hook, :meth:`_PyConvModel._accumulate`, which turns a stack of
-  messages into the model's dendritic accumulator values:
+* A pure functional core, :func:`conv_step` ``(state, s_in) -> (state, a_out)`` and
+  :func:`conv_run` for whole sequences, implementing Lava's timing (SPEC 6):
+  ``a_out(t) = f(s_in(t - 1))``, ``a_out(1) = 0``. The state they carry is the
+  *messages* of the last input (zeros initially), not ``f`` of them: ``a_buf`` is
+  ``f(state)``, computed when it is emitted. Both are the same function of the
+  inputs (``f(0) = 0`` for every model), but this way a whole sequence is one
+  batched call of ``f`` on ``[state, s(1), ..., s(T-1)]`` whose result *is* the
+  output, with no copy to shift it by one step. They never modify their arguments,
+  so a failing step leaves the caller's state untouched.
+* Thin stateful wrappers, the three models, which hold the state and share one step
+  body (input checks, the message rule of SPEC 3, the timing). They differ in one
+  hook, :meth:`_PyConvModel._accumulate`, which turns a stack of messages into the
+  model's dendritic accumulator values:
 
-  ========================  ==============  =========================================
-  model                     tag             ``_accumulate``
-  ========================  ==============  =========================================
-  :class:`PyConvModelFloat`  ``floating_pt``  float64 sum, no clamp
-  :class:`PyConvModelFixed`  ``fixed_pt``     exact int sum, then ``wrap_to_bits(., 24)``
-  :class:`PyConvModelBitAcc` ``bit_accurate`` exact sum of Loihi-encoded weights,
-                                              exponent, then wrap or saturate to
-                                              ``num_accum_bits``
-  ========================  ==============  =========================================
+  ===========================  ======================  ==================================
+  model                        tag                     ``_accumulate``
+  ===========================  ======================  ==================================
+  :class:`PyConvModelFloat`    ``floating_pt``         float64 sum, no clamp
+  :class:`PyConvModelFixed`    ``fixed_pt``            exact sum, ``wrap_to_bits(., 24)``
+  :class:`PyConvModelBitAcc`   ``bit_accurate_loihi``  exact sum of Loihi-encoded
+                                                       weights, exponent, then wrap or
+                                                       saturate to ``num_accum_bits``
+  ===========================  ======================  ==================================
 
 Weights are prepared once, at model construction (quantised, and re-laid-out by
 the :class:`~lavaconv.engine.ConvEngine` on its first call), never per step.
 
 Speed
 -----
-The synapse has no state, so :meth:`run` convolves all ``T`` frames of a sequence in
-one batched engine call (in chunks of at most about 64 MiB of working memory) instead
-of looping over steps; the delay is a one-frame shift of the output. The chunk size
-and the ratio to ``T`` single kernel calls are measured in
-``benchmarks/test_bench_run.py``.
+The synapse has no state of its own, so :meth:`~_PyConvModel.run` converts the
+time-last input to frames once (the spike rule fused into the transpose,
+:mod:`lavaconv.kernels.layout`) and convolves all ``T`` frames in one batched engine
+call (split only beyond :data:`CHUNK_BYTES` of estimated working memory), instead of
+looping over steps. ``benchmarks/test_bench_run.py`` compares it with ``T`` single
+kernel calls.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Callable, ClassVar, Optional, Tuple
 
@@ -63,98 +70,117 @@ __all__ = [
     "conv_step",
 ]
 
-#: ``synapse(frames, out)``: messages ``(M, X, Y, C)`` -> ``out[...] = f(frames)``.
-Synapse = Callable[[np.ndarray, np.ndarray], None]
+#: ``messages(src, dst)``: the message rule, from a (strided) ``(M, X, Y, C)`` input view
+#: into a contiguous ``dst`` of the model's message dtype.
+MessageRule = Callable[[np.ndarray, np.ndarray], None]
+#: ``synapse(messages) -> accumulator``: ``(M, X, Y, C)`` -> ``(M, X_out, Y_out, C_out)``.
+Synapse = Callable[[np.ndarray], np.ndarray]
 
-#: Working-memory budget of one batched engine call in :func:`conv_run`.
-CHUNK_BYTES = 64 * 2**20
+#: Estimated working memory above which :func:`conv_run` splits the engine call.
+CHUNK_BYTES = 512 * 2**20
 
 _INT32_MAX = 2**31 - 1
 
 
 # -- functional core ---------------------------------------------------------------
-def conv_step(state: np.ndarray, s_in: np.ndarray, synapse: Synapse) -> Tuple[np.ndarray, np.ndarray]:
-    """One timestep of Lava's ``run_spk``: ``(a_buf, s_in) -> (new a_buf, a_out)``.
+def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
+              synapse: Synapse) -> Tuple[np.ndarray, np.ndarray]:
+    """One timestep of Lava's ``run_spk``: ``(state, s_in) -> (new state, a_out)``.
 
     Parameters
     ----------
-    state : ndarray, (X_out, Y_out, C_out)
-        ``a_buf``: the previous step's result. Not modified.
+    state : ndarray, (X, Y, C_in)
+        Messages of the previous input (zeros initially). Not modified.
     s_in : ndarray, (X, Y, C_in)
         This step's input, already validated.
+    messages : callable
+        The message rule, ``messages(src, dst)`` on stacks of frames.
     synapse : callable
-        ``synapse(frames, out)`` writes ``f(frames)`` into ``out`` for a stack of frames.
+        ``f`` on a stack of messages.
 
     Returns
     -------
     new_state : ndarray
-        ``f(s_in)``, a new array.
-    a_out : ndarray
-        ``state`` itself: the output lags the input by one step.
+        The messages of ``s_in``, a new array.
+    a_out : ndarray, (X_out, Y_out, C_out)
+        ``f(state)``: the output lags the input by one step.
     """
     new_state = np.empty(state.shape, state.dtype)
-    synapse(s_in[np.newaxis], new_state[np.newaxis])
-    return new_state, state
+    messages(s_in[np.newaxis], new_state[np.newaxis])
+    return new_state, synapse(state[np.newaxis])[0]
 
 
-def _apply_chunks(synapse: Synapse, frames: np.ndarray, out: np.ndarray, chunk: int) -> None:
-    for start in range(0, frames.shape[0], chunk):
-        synapse(frames[start:start + chunk], out[start:start + chunk])
+def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synapse: Synapse,
+             chunk: int = 1 << 62) -> Tuple[np.ndarray, np.ndarray]:
+    """``T >= 1`` timesteps of ``N`` independent samples at once.
 
-
-def conv_run(
-    state: np.ndarray, frames: np.ndarray, synapse: Synapse, chunk: int = 1 << 30
-) -> Tuple[np.ndarray, np.ndarray]:
-    """``T`` timesteps of ``N`` independent samples at once.
-
-    ``a_out[n, 0] = state[n]``, ``a_out[n, t] = f(frames[n, t - 1])`` for ``t >= 1``,
-    and the new state is ``f(frames[n, T - 1])``: exactly ``T`` calls of
-    :func:`conv_step`, computed as batched calls of ``synapse``.
+    ``a_out[n, 0] = f(state[n])``, ``a_out[n, t] = f(m(frames[n, t - 1]))``; the new
+    state is ``m(frames[n, T - 1])``: exactly ``T`` calls of :func:`conv_step`,
+    computed as one call of ``synapse`` on ``N * T`` frames (or calls of at most
+    ``chunk`` frames).
 
     Parameters
     ----------
-    state : ndarray, (N, X_out, Y_out, C_out)
-        ``a_buf`` of each sample (may be a broadcast view). Not modified.
+    state : ndarray, (N, X, Y, C_in)
+        Messages of each sample's previous input (may be a broadcast view). Not modified.
     frames : ndarray, (N, T, X, Y, C_in)
-        Inputs, already validated (any strides).
-    synapse : callable
+        Inputs, already validated (any strides, e.g. a view of time-last data).
+    messages, synapse : callable
         As in :func:`conv_step`.
     chunk : int, optional
         Largest number of frames per ``synapse`` call.
 
     Returns
     -------
-    new_state : ndarray, (N, X_out, Y_out, C_out)
+    new_state : ndarray, (N, X, Y, C_in)
     a_out : ndarray, (N, T, X_out, Y_out, C_out)
     """
     n, t = frames.shape[:2]
-    a_out = np.empty((n, t) + state.shape[1:], state.dtype)
-    if t == 0:
-        return np.array(state), a_out
-    a_out[:, 0] = state
-    for i in range(n):
-        _apply_chunks(synapse, frames[i, :t - 1], a_out[i, 1:], chunk)
+    shape = state.shape[1:]
+    buf = np.empty((n, t) + shape, state.dtype)
+    buf[:, 0] = state
+    if t > 1:
+        for i in range(n):
+            messages(frames[i, :t - 1], buf[i, 1:])
     new_state = np.empty(state.shape, state.dtype)
-    _apply_chunks(synapse, frames[:, t - 1], new_state, chunk)
-    return new_state, a_out
+    messages(frames[:, t - 1], new_state)
+    flat = buf.reshape((n * t,) + shape)
+    out = synapse(flat[:chunk])
+    if n * t > chunk:  # split: copy the pieces into one output
+        whole = np.empty((n * t,) + out.shape[1:], out.dtype)
+        whole[:chunk] = out
+        for start in range(chunk, n * t, chunk):
+            whole[start:start + chunk] = synapse(flat[start:start + chunk])
+        out = whole
+    return new_state, out.reshape((n, t) + out.shape[1:])
 
 
 # -- the models --------------------------------------------------------------------
-def _contiguous_frames(frames: np.ndarray, dtype) -> np.ndarray:
-    """A C-contiguous copy of a (T, X, Y, C) view in ``dtype`` (the layout kernel)."""
-    if frames.flags.c_contiguous:
-        return frames.astype(dtype)
-    dst = np.empty(frames.shape, dtype)
-    if frames.size:
-        _layout.copy_to_frames(frames, dst)
-    return dst
+def _exact(engine: ConvEngine, messages: np.ndarray, max_abs: int, int32: bool = False
+           ) -> np.ndarray:
+    """``engine.exact``: int64 sums, or int32 when asked, proven to fit, and supported.
+
+    Engines that take ``out_dtype`` write int32 sums directly, which halves the memory
+    traffic of the scatter and spares the cast to the model's int32 output.
+    """
+    if (int32 and _takes_out_dtype(engine)
+            and max_abs * engine.weight_l1 <= _INT32_MAX):
+        return engine.exact(messages, input_max_abs=max_abs, out_dtype=np.int32)
+    return engine.exact(messages, input_max_abs=max_abs)
+
+
+def _takes_out_dtype(engine: ConvEngine) -> bool:
+    try:
+        return "out_dtype" in inspect.signature(engine.exact).parameters
+    except (TypeError, ValueError):  # pragma: no cover - callables without signatures
+        return False
 
 
 class _PyConvModel:
     """Shared body of the Conv models: state, input checks, message rule, timing.
 
-    Subclasses set :attr:`tag` and :attr:`out_dtype`, prepare ``self._engine`` and
-    implement the one hook :meth:`_accumulate`.
+    Subclasses set :attr:`tag`, :attr:`out_dtype` and ``self._engine`` and implement
+    the one hook :meth:`_accumulate`.
     """
 
     tag: ClassVar[str] = ""
@@ -171,61 +197,65 @@ class _PyConvModel:
         self.conv = conv
         self.geometry = conv.geometry
         self.num_message_bits: int = conv.num_message_bits.init
+        if self.num_message_bits == 0:
+            self._message_dtype = np.dtype(np.bool_)
+        elif self._integer_messages:
+            self._message_dtype = np.dtype(np.int32)  # payloads are checked to fit
+        else:
+            self._message_dtype = np.dtype(np.float64)
         self._engine: Optional[ConvEngine] = None
         g = self.geometry
         xp = g.input_shape[0] + 2 * g.padding[0]
         yp = g.input_shape[1] + 2 * g.padding[1]
-        per_frame = 8 * (2 * int(np.prod(g.output_shape)) + xp * yp * g.input_shape[2])
+        # padded frame in the accumulator, float + int64 + final outputs, the messages
+        per_frame = 8 * xp * yp * g.input_shape[2] + 24 * int(np.prod(g.output_shape))
         self._chunk = max(1, CHUNK_BYTES // per_frame)
         self.reset()
 
     # -- state ---------------------------------------------------------------------
     def reset(self) -> None:
         """Zero ``a_buf`` (and forget any batch of states)."""
-        self._state = np.zeros(self.geometry.output_shape, self.out_dtype)
+        self._state = np.zeros(self.geometry.input_shape, self._message_dtype)
+        self._state_bound = 0
 
     @property
     def a_buf(self) -> np.ndarray:
-        """The buffered result, emitted at the next step: a copy, ``(X_out, Y_out, C_out)``
-        (or ``(N, X_out, Y_out, C_out)`` after a batched :meth:`run`)."""
-        return self._state.copy()
+        """What the next step emits, ``(X_out, Y_out, C_out)`` (or ``(N, ...)`` after a
+        batched :meth:`run`): a new array, of :attr:`out_dtype`."""
+        if self._state.ndim == 3:
+            return self._accumulate(self._state[np.newaxis], self._state_bound)[0]
+        return self._accumulate(self._state, self._state_bound)
 
     # -- the hook ------------------------------------------------------------------
-    def _accumulate(self, messages: np.ndarray, out: np.ndarray, max_abs: int) -> None:
-        """Write the model's accumulator values for ``messages`` into ``out``.
+    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
+        """The model's accumulator values for a stack of messages.
 
         Parameters
         ----------
         messages : ndarray, (M, X, Y, C_in), contiguous
-            bool (binary), integer or float64 messages after the message rule.
-        out : ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`
-            Destination.
+            Messages after the rule of SPEC 3: bool (binary), int32 or float64.
         max_abs : int
-            Bound on ``|messages|`` (1 for binary).
+            Bound on ``|messages|``.
+
+        Returns
+        -------
+        ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`
         """
         raise NotImplementedError
 
     # -- shared step body ------------------------------------------------------------
-    def _graded_messages(self, frames: np.ndarray) -> np.ndarray:
-        """Message rule for graded payloads (integer models: as received, as integers)."""
-        dtype = np.int64 if frames.dtype.kind == "f" else frames.dtype
-        return _contiguous_frames(frames, dtype)
+    def _graded(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Graded payloads: used as received (cast to the message dtype)."""
+        _layout.copy_to_frames(src, dst)
 
-    def _synapse(self, frames: np.ndarray, out: np.ndarray, max_abs: int) -> None:
-        """``f``: message rule then the accumulator hook, for a stack of frames."""
+    def _messages(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """The message rule (SPEC 3), fused with the time-last to frames-first copy."""
+        if src.size == 0:
+            return
         if self.num_message_bits == 0:
-            # SPEC 3: any non-zero input is one spike (Lava's cast to bool), fused with
-            # the time-last to frames-first transpose.
-            messages = np.empty(frames.shape, np.bool_)
-            if frames.size:
-                _layout.spikes_to_frames(frames, messages)
+            _layout.spikes_to_frames(src, dst)  # any non-zero input is one spike
         else:
-            messages = self._graded_messages(frames)
-        self._accumulate(messages, out, max_abs)
-
-    def _check_graded_range(self, lo: int, hi: int) -> Optional[str]:
-        """Allowed graded range, or ``None`` if out-of-range payloads are handled."""
-        return None
+            self._graded(src, dst)
 
     def _validate(self, data: np.ndarray, name: str) -> int:
         """Check dtype and values of the input; return a bound on ``|messages|``.
@@ -249,8 +279,7 @@ class _PyConvModel:
                 f"takes integer payloads (num_message_bits={self.num_message_bits}); "
                 f"round them, or use PyConvModelFloat."
             )
-        # floor/ceil: exact for integers, a safe integer bound for float payloads
-        if data.dtype.kind == "f":
+        if data.dtype.kind == "f":  # floor/ceil: a safe integer bound for float payloads
             lo, hi = int(np.floor(data.min())), int(np.ceil(data.max()))
         else:
             lo, hi = int(data.min()), int(data.max())
@@ -265,15 +294,8 @@ class _PyConvModel:
             )
         return max_abs
 
-    def _frames_check(self, data: np.ndarray, name: str, lead: str) -> None:
-        if tuple(data.shape[-3:]) != self.geometry.input_shape:
-            raise ValueError(
-                f"{name} must have shape {lead}{self.geometry.input_shape}, got "
-                f"{name}.shape={data.shape}."
-            )
-
     def step(self, s_in: np.ndarray) -> np.ndarray:
-        """One timestep: return ``a_buf`` (last step's result), then buffer ``f(s_in)``.
+        """One timestep: emit ``a_buf`` (the last step's result), then take ``s_in``.
 
         Parameters
         ----------
@@ -297,22 +319,23 @@ class _PyConvModel:
                 f"the model holds a batch of {self._state.shape[0]} states from a batched "
                 f"run; call reset() before stepping a single sample."
             )
-        if x.ndim != 3:
+        if x.shape != self.geometry.input_shape:
             raise ValueError(
                 f"s_in must be one frame of shape {self.geometry.input_shape}, got "
                 f"s_in.shape={x.shape}; use run() for sequences (time last)."
             )
-        self._frames_check(x, "s_in", "")
-        max_abs = self._validate(x, "s_in")
-        self._state, a_out = conv_step(
-            self._state, x, lambda f, o: self._synapse(f, o, max_abs))
+        bound = self._validate(x, "s_in")
+        old_bound = self._state_bound
+        self._state, a_out = conv_step(self._state, x, self._messages,
+                                       lambda m: self._accumulate(m, old_bound))
+        self._state_bound = bound
         return a_out
 
     def run(self, data: np.ndarray) -> np.ndarray:
         """Run a whole sequence: ``T = data.shape[-1]`` timesteps (SPEC 6 timing).
 
         Equivalent to ``T`` calls of :meth:`step` (the delay carries over between
-        calls), computed as batched kernel calls.
+        calls), computed as one batched kernel call.
 
         Parameters
         ----------
@@ -325,7 +348,7 @@ class _PyConvModel:
         ndarray, (X_out, Y_out, C_out, T) or (N, X_out, Y_out, C_out, T)
             ``out[..., 0]`` is the buffered state (zeros on a fresh model) and
             ``out[..., t]`` the result of ``data[..., t - 1]``. A time-last view of a
-            frames-first array (not C-contiguous).
+            frames-first array (not C-contiguous; ``np.ascontiguousarray`` copies it).
 
         Raises
         ------
@@ -370,14 +393,17 @@ class _PyConvModel:
                 )
             state = state[np.newaxis]
             frames = np.moveaxis(x, -1, 0)[np.newaxis]
-        max_abs = self._validate(x, "data")
-        new_state, a_out = conv_run(
-            state, frames, lambda f, o: self._synapse(f, o, max_abs), self._chunk)
-        if batched:
-            self._state = new_state
-            return np.moveaxis(a_out, 1, -1)
-        self._state = new_state[0]
-        return np.moveaxis(a_out[0], 0, -1)
+        bound = self._validate(x, "data")
+        n, t = frames.shape[:2]
+        if t == 0:
+            return np.zeros(((n,) if batched else ()) + self.geometry.output_shape + (0,),
+                            self.out_dtype)
+        both = max(bound, self._state_bound)
+        new_state, a_out = conv_run(state, frames, self._messages,
+                                    lambda m: self._accumulate(m, both), self._chunk)
+        self._state = new_state if batched else new_state[0]
+        self._state_bound = bound
+        return np.moveaxis(a_out, 1, -1) if batched else np.moveaxis(a_out[0], 0, -1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conv!r})"
@@ -404,12 +430,9 @@ class PyConvModelFloat(_PyConvModel):
         self.weight = np.asarray(conv.weight.init, np.float64)
         self._engine = ConvEngine(self.weight, self.geometry)
 
-    def _graded_messages(self, frames: np.ndarray) -> np.ndarray:
-        return _contiguous_frames(frames, np.float64)
-
-    def _accumulate(self, messages: np.ndarray, out: np.ndarray, max_abs: int) -> None:
+    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Float64 sum, no clamp."""
-        out[...] = self._engine.dense(messages, np.dtype(np.float64))
+        return self._engine.dense(messages, np.dtype(np.float64))
 
 
 class PyConvModelFixed(_PyConvModel):
@@ -454,14 +477,15 @@ class PyConvModelFixed(_PyConvModel):
         self.weight.setflags(write=False)
         self._engine = ConvEngine(self.weight, self.geometry)
 
-    def _accumulate(self, messages: np.ndarray, out: np.ndarray, max_abs: int) -> None:
+    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Exact sum, then ``wrap_to_bits(., 24)``."""
-        sums = self._engine.exact(messages, input_max_abs=max_abs)
         half = 1 << (self.num_accum_bits - 1)
         if max_abs * self._engine.weight_l1 < half:
-            out[...] = sums  # proven |sum| < 2**23: the wrap is the identity
+            # proven |sum| < 2**23: the wrap is the identity
+            sums = _exact(self._engine, messages, max_abs, int32=True)
         else:
-            out[...] = wrap_to_bits(sums, self.num_accum_bits)
+            sums = wrap_to_bits(_exact(self._engine, messages, max_abs), self.num_accum_bits)
+        return sums.astype(np.int32, copy=False)
 
 
 _EXPONENT_MODES = ("post_accumulate", "per_weight")
@@ -581,22 +605,26 @@ class PyConvModelBitAcc(_PyConvModel):
             )
         return min(max_abs, 1 << (b - 1))
 
-    def _graded_messages(self, frames: np.ndarray) -> np.ndarray:
-        messages = super()._graded_messages(frames)
-        if self.message_overflow == "wrap":
-            return wrap_to_bits(messages.astype(np.int64), self.num_message_bits)
-        if self.message_overflow == "saturate":
-            return saturate_to_bits(messages.astype(np.int64), self.num_message_bits)
-        return messages
+    def _graded(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Graded payloads: checked (``"error"``), or wrapped or saturated to ``b`` bits."""
+        if self.message_overflow == "error":
+            _layout.copy_to_frames(src, dst)
+            return
+        wide = np.empty(dst.shape, np.int64)
+        _layout.copy_to_frames(src, wide)
+        fn = wrap_to_bits if self.message_overflow == "wrap" else saturate_to_bits
+        dst[...] = fn(wide, self.num_message_bits)
 
-    def _accumulate(self, messages: np.ndarray, out: np.ndarray, max_abs: int) -> None:
+    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Exact sum, ``2**weight_exp`` (post-accumulation mode), then wrap or saturate."""
-        sums = self._engine.exact(messages, input_max_abs=max_abs)
-        if self.exponent_mode == "post_accumulate" and self.weight_exp != 0:
+        shift = self.exponent_mode == "post_accumulate" and self.weight_exp != 0
+        sums = _exact(self._engine, messages, max_abs, int32=not shift)
+        if shift:
             sums = shift_exponent(sums, self.weight_exp)
         if self._sum_bound(max_abs) < 1 << (self.num_accum_bits - 1):
-            out[...] = sums  # proven inside the accumulator range: no overflow to apply
+            pass  # proven inside the accumulator range: no overflow to apply
         elif self.accumulator_overflow == "wrap":
-            out[...] = wrap_to_bits(sums, self.num_accum_bits)
+            sums = wrap_to_bits(sums, self.num_accum_bits)
         else:
-            out[...] = saturate_to_bits(sums, self.num_accum_bits)
+            sums = saturate_to_bits(sums, self.num_accum_bits)
+        return sums.astype(np.int32, copy=False)

@@ -443,19 +443,29 @@ def test_chunked_run_equals_single_chunk():
 
 
 def test_functional_core_is_pure():
-    """conv_step / conv_run return new state and never modify their arguments."""
+    """conv_step / conv_run return new state and never modify their arguments.
+
+    With messages m(s) = s and f(m) = sum(m) + 1 per frame: a step from state [0, 0]
+    with input [3, 3] emits f(state) = 1 and keeps [3, 3]; a run from state [[0]] over
+    inputs 0, 1, 2 emits f(0), f(0), f(1) = 1, 1, 2 and keeps [[2]].
+    """
     from lavaconv.models import conv_run, conv_step
 
-    def synapse(frames, out):
-        out[...] = frames.sum(axis=(1, 2, 3))[:, None, None, None] + 1
+    def messages(src, dst):
+        dst[...] = src
 
-    state = np.zeros((1, 1, 1), np.int64)
-    new, out = conv_step(state, np.full((2, 2, 1), 3), synapse)
-    assert out is state and not state.any() and new[0, 0, 0] == 13
-    frames = np.arange(6).reshape(1, 3, 2, 1, 1)
-    new, outs = conv_run(state[None], frames, synapse)
-    assert outs.ravel().tolist() == [0, 2, 6] and new.ravel().tolist() == [10]
+    def synapse(m):
+        return m.sum(axis=(1, 2, 3))[:, None, None, None] + 1
+
+    state = np.zeros((2, 1, 1), np.int64)
+    new, out = conv_step(state, np.full((2, 1, 1), 3), messages, synapse)
+    assert out.ravel().tolist() == [1] and new.ravel().tolist() == [3, 3]
     assert not state.any()
+    frames = np.arange(3).reshape(1, 3, 1, 1, 1)
+    new, outs = conv_run(np.zeros((1, 1, 1, 1), np.int64), frames, messages, synapse)
+    assert outs.ravel().tolist() == [1, 1, 2] and new.ravel().tolist() == [2]
+    new2, outs2 = conv_run(np.zeros((1, 1, 1, 1), np.int64), frames, messages, synapse, chunk=2)
+    assert outs2.ravel().tolist() == [1, 1, 2] and new2.ravel().tolist() == [2]
 
 
 def test_top_level_exports():
