@@ -33,6 +33,7 @@ def spikes_to_frames(src, dst):
         Input of any numeric or bool dtype.
     dst : ndarray of bool, (T, X, Y, C), contiguous
         Destination; every cell is written.
+
     """
     n_t, n_x, n_y, n_c = dst.shape
     for x in prange(n_x):
@@ -52,6 +53,7 @@ def copy_to_frames(src, dst):
         Input (integer or integral float values, already validated).
     dst : ndarray, (T, X, Y, C), contiguous
         Destination; every cell is written.
+
     """
     n_t, n_x, n_y, n_c = dst.shape
     for x in prange(n_x):

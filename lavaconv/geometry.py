@@ -285,6 +285,7 @@ def validate_int_range(value: Any, name: str, low: int, high: int) -> int:
     ------
     ValueError
         Naming the argument, its value and the allowed range.
+
     """
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()
@@ -318,6 +319,7 @@ def validate_precision(
     ------
     ValueError
         Naming the argument, its value and the allowed range.
+
     """
     return (
         validate_int_range(weight_exp, "weight_exp", -8, 7),

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Callable, ClassVar, Optional, Tuple
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
@@ -84,7 +85,7 @@ _INT32_MAX = 2**31 - 1
 
 # -- functional core ---------------------------------------------------------------
 def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
-              synapse: Synapse) -> Tuple[np.ndarray, np.ndarray]:
+              synapse: Synapse) -> tuple[np.ndarray, np.ndarray]:
     """One timestep of Lava's ``run_spk``: ``(state, s_in) -> (new state, a_out)``.
 
     Parameters
@@ -104,6 +105,7 @@ def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
         The messages of ``s_in``, a new array.
     a_out : ndarray, (X_out, Y_out, C_out)
         ``f(state)``: the output lags the input by one step.
+
     """
     new_state = np.empty(state.shape, state.dtype)
     messages(s_in[np.newaxis], new_state[np.newaxis])
@@ -111,7 +113,7 @@ def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
 
 
 def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synapse: Synapse,
-             chunk: int = 1 << 62) -> Tuple[np.ndarray, np.ndarray]:
+             chunk: int = 1 << 62) -> tuple[np.ndarray, np.ndarray]:
     """``T >= 1`` timesteps of ``N`` independent samples at once.
 
     ``a_out[n, 0] = f(state[n])``, ``a_out[n, t] = f(m(frames[n, t - 1]))``; the new
@@ -134,6 +136,7 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
     -------
     new_state : ndarray, (N, X, Y, C_in)
     a_out : ndarray, (N, T, X_out, Y_out, C_out)
+
     """
     n, t = frames.shape[:2]
     shape = state.shape[1:]
@@ -203,7 +206,7 @@ class _PyConvModel:
             self._message_dtype = np.dtype(np.int32)  # payloads are checked to fit
         else:
             self._message_dtype = np.dtype(np.float64)
-        self._engine: Optional[ConvEngine] = None
+        self._engine: ConvEngine | None = None
         g = self.geometry
         xp = g.input_shape[0] + 2 * g.padding[0]
         yp = g.input_shape[1] + 2 * g.padding[1]
@@ -220,15 +223,18 @@ class _PyConvModel:
 
     @property
     def a_buf(self) -> np.ndarray:
-        """What the next step emits, ``(X_out, Y_out, C_out)`` (or ``(N, ...)`` after a
-        batched :meth:`run`): a new array, of :attr:`out_dtype`."""
+        """The buffered output: what the next step emits (a new array).
+
+        ``(X_out, Y_out, C_out)``, or ``(N, X_out, Y_out, C_out)`` after a batched
+        :meth:`run`, of :attr:`out_dtype`.
+        """
         if self._state.ndim == 3:
             return self._accumulate(self._state[np.newaxis], self._state_bound)[0]
         return self._accumulate(self._state, self._state_bound)
 
     # -- the hook ------------------------------------------------------------------
     def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
-        """The model's accumulator values for a stack of messages.
+        """Compute the model's accumulator values for a stack of messages.
 
         Parameters
         ----------
@@ -240,6 +246,7 @@ class _PyConvModel:
         Returns
         -------
         ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`
+
         """
         raise NotImplementedError
 
@@ -249,7 +256,7 @@ class _PyConvModel:
         _layout.copy_to_frames(src, dst)
 
     def _messages(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """The message rule (SPEC 3), fused with the time-last to frames-first copy."""
+        """Apply the message rule (SPEC 3), fused with the time-last to frames-first copy."""
         if src.size == 0:
             return
         if self.num_message_bits == 0:
@@ -312,6 +319,7 @@ class _PyConvModel:
         ValueError
             Wrong shape or dtype, non-finite values, invalid graded payloads, or a
             batch of states held (call :meth:`reset`). The state is then unchanged.
+
         """
         x = np.asarray(s_in)
         if self._state.ndim != 3:
@@ -362,6 +370,7 @@ class _PyConvModel:
         After a batched run the model holds one state per sample; a further batched
         run must have the same ``N``, and :meth:`step` needs a :meth:`reset` first. A
         batched run on an unbatched model starts every sample from its current state.
+
         """
         x = np.asarray(data)
         if x.ndim not in (4, 5):
@@ -419,6 +428,7 @@ class PyConvModelFloat(_PyConvModel):
     ----------
     conv : Conv
         The process.
+
     """
 
     tag: ClassVar[str] = "floating_pt"
@@ -456,6 +466,7 @@ class PyConvModelFixed(_PyConvModel):
     exact sum whenever ``|sum| < 2**31``; beyond that Lava's cast is undefined and this
     model stays exact-then-wrap. Non-integer graded payloads are rejected (Lava would
     truncate the float sum).
+
     """
 
     tag: ClassVar[str] = "fixed_pt"
@@ -493,7 +504,7 @@ _ACCUM_OVERFLOW = ("wrap", "saturate")
 _MESSAGE_OVERFLOW = ("error", "wrap", "saturate")
 
 
-def _check_choice(value: str, name: str, choices: Tuple[str, ...]) -> str:
+def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got "
                          f"{name}={value!r}.")
@@ -537,6 +548,7 @@ class PyConvModelBitAcc(_PyConvModel):
         mode), read-only.
     sign_mode : SignMode
         The sign mode used.
+
     """
 
     tag: ClassVar[str] = "bit_accurate_loihi"

@@ -35,7 +35,7 @@ __all__ = [
     "truncate_weights",
 ]
 
-ArrayOrSparse = Union[np.ndarray, sparse.spmatrix]
+ArrayOrSparse = Union[np.ndarray, sparse.spmatrix]  # noqa: UP007 (runtime alias)
 
 
 @unique
@@ -55,6 +55,7 @@ def as_sign_mode(value: Any, name: str = "sign_mode") -> SignMode:
     ------
     ValueError
         If ``value`` names no sign mode.
+
     """
     if isinstance(value, SignMode):
         return value
@@ -91,6 +92,7 @@ def to_integer_weights(weights: np.ndarray, name: str = "weight") -> np.ndarray:
     ValueError
         Non-numeric dtype, non-finite values, or values that do not fit in int32
         (Lava would wrap them silently).
+
     """
     w = np.asarray(weights)
     if w.dtype.kind not in "biuf":
@@ -144,6 +146,7 @@ def determine_sign_mode(weights: ArrayOrSparse) -> SignMode:
     'EXCITATORY'
     >>> determine_sign_mode(np.array([-1, 3])).name
     'MIXED'
+
     """
     if weights.min() >= 0:
         return SignMode.EXCITATORY
@@ -176,6 +179,7 @@ def clip_weights(weights: ArrayOrSparse, sign_mode: SignMode, num_bits: int) -> 
     --------
     >>> clip_weights(np.array([-300, 300]), SignMode.MIXED, 8).tolist()
     [-256, 255]
+
     """
     mode = as_sign_mode(sign_mode)
     hi = 2 ** int(num_bits) - 1
@@ -229,6 +233,7 @@ def truncate_weights(
     [2, -4, 6]
     >>> truncate_weights(np.array([-7]), SignMode.INHIBITORY, 6).tolist()
     [-4]
+
     """
     mode = as_sign_mode(sign_mode)
     if not 1 <= int(num_weight_bits) <= int(max_num_weight_bits):
@@ -265,6 +270,7 @@ def shift_exponent(values: np.ndarray, exponent: int) -> np.ndarray:
     --------
     >>> shift_exponent(np.array([3, -3]), -1).tolist()
     [1, -2]
+
     """
     e = int(exponent)
     if e > 0:

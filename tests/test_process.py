@@ -119,8 +119,10 @@ def test_output_shape_matches_spec_formula(g, seed):
                 input_shape=g["input_shape"], padding=g["padding"], stride=g["stride"],
                 dilation=g["dilation"], groups=g["groups"])
     c_out, kx, ky, _ = g["weight_shape"]
-    expected = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(
-        g["input_shape"][:2], g["padding"], g["dilation"], (kx, ky), g["stride"])) + (c_out,)
+    sizes = zip(g["input_shape"][:2], g["padding"], g["dilation"], (kx, ky), g["stride"],
+                strict=True)
+    expected = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in sizes)
+    expected += (c_out,)
     assert conv.output_shape == expected
 
 
