@@ -7,7 +7,9 @@ Each group lists, for T = 100 binary frames at one density:
   of it: input checks, the spike rule, the time-last layout, the delay, the 24-bit wrap;
 * ``mode=single``: ``T`` calls of ``engine.exact`` on one prepared bool frame each
   (the kernel alone, the WORKLOADS.md baseline);
-* ``mode=batch``: one ``engine.exact`` call over all ``T`` prepared frames (the floor).
+* ``mode=batch``: one ``engine.exact`` call over all ``T`` prepared frames (the floor);
+* ``mode=steps``: ``T`` calls of ``model.step(data[..., t])``, what a user would
+  otherwise write.
 
 The target is ``run / single <= 1.1``.
 """
@@ -36,7 +38,7 @@ def _setup(workload: str, density: float):
     return wl, weight, data, conv, frames
 
 
-@pytest.mark.parametrize("mode", ["run", "single", "batch"])
+@pytest.mark.parametrize("mode", ["run", "single", "batch", "steps"])
 @pytest.mark.parametrize("workload,density", CASES)
 def test_run_vs_single_steps(benchmark, workload, density, mode):
     wl, weight, data, conv, frames = _setup(workload, density)
@@ -58,6 +60,10 @@ def test_run_vs_single_steps(benchmark, workload, density, mode):
         def fn():
             model.reset()
             return model.run(data)
+    elif mode == "steps":
+        def fn():
+            model.reset()
+            return [model.step(data[..., t]) for t in range(T)]
     elif mode == "single":
         def fn():
             return [engine.exact(frames[t:t + 1], input_max_abs=1) for t in range(T)]
