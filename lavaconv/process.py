@@ -8,7 +8,8 @@ process holds parameters only; simulation state lives in the models of
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,10 @@ class Var:
         Lava's shape of the variable.
     init : scalar, tuple or ndarray
         Initial value (broadcast to ``shape`` by :meth:`get`).
+
     """
 
-    def __init__(self, name: str, shape: Tuple[int, ...], init: Any) -> None:
+    def __init__(self, name: str, shape: tuple[int, ...], init: Any) -> None:
         self.name = name
         self.shape = tuple(shape)
         if isinstance(init, np.ndarray):
@@ -58,7 +60,7 @@ class Var:
 class Port:
     """A stand-in for Lava's ``InPort``/``OutPort``: a name and a shape."""
 
-    def __init__(self, name: str, shape: Tuple[int, ...]) -> None:
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
         self.name = name
         self.shape = tuple(shape)
 
@@ -137,6 +139,7 @@ class Conv:
     ...             padding=1)
     >>> conv.output_shape
     (8, 8, 4)
+
     """
 
     def __init__(
@@ -151,7 +154,7 @@ class Conv:
         groups: int = 1,
         num_weight_bits: int = 8,
         num_message_bits: int = 0,
-        name: Optional[str] = None,
+        name: str | None = None,
         log_config: Any = None,
     ) -> None:
         weight = _validate_weight(weight)
@@ -162,8 +165,8 @@ class Conv:
         g = geometry
         self.name = name if name is not None else f"Conv_{id(self)}"
         self.geometry: Geometry = g
-        self.input_shape: Tuple[int, int, int] = g.input_shape
-        self.output_shape: Tuple[int, int, int] = g.output_shape
+        self.input_shape: tuple[int, int, int] = g.input_shape
+        self.output_shape: tuple[int, int, int] = g.output_shape
         self.s_in = Port("s_in", g.input_shape)
         self.a_out = Port("a_out", g.output_shape)
         self.weight = Var("weight", weight.shape, weight)
