@@ -39,7 +39,7 @@ from numba import prange
 from ._config import jit_parallel, jit_serial
 
 __all__ = ["bucket_events", "count_events", "fill_events", "fill_events_serial",
-           "scatter_events"]
+           "scatter_events", "scatter_frames"]
 
 #: Block lengths of the two-level skip test in :func:`fill_events` (elements).
 _BLOCK = 64
@@ -267,3 +267,92 @@ def scatter_events(offsets, ys, cs, vs, binary, we, xo_of, yo_of, koff, out, n_b
                                 w = we_i[j, c]
                                 for k in range(kg):
                                     o[k] += v * w[k]
+
+
+@jit_parallel
+def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks):
+    """Find the events of dense frames and scatter them, in one parallel pass.
+
+    Parameters
+    ----------
+    rows : ndarray, (N * X_in, Y_in * C_in)
+        Input frames viewed as rows (any numeric or bool dtype); non-zero entries
+        are events.
+    c_in : int
+        Input channels, to split a flat row index into ``(y, c)``.
+    we, xo_of, yo_of, koff :
+        As in :func:`scatter_events`.
+    out : ndarray, (N, X_out, Y_out, C_out), accumulator dtype
+        Output; every cell is overwritten.
+    n_blocks : int
+        Blocks of output rows per frame (the parallel grain).
+
+    Notes
+    -----
+    No event list is built: iteration ``r`` owns frame ``n = r // n_blocks`` and its
+    output rows ``[a, e)`` (block ``r % n_blocks``), zeroes them, scans only the
+    input rows with a tap landing in ``[a, e)`` and adds, for each event found, only
+    the taps that land there. Why there is no race: the blocks of a frame are
+    disjoint, so no two iterations write the same output cell; an input row near a
+    block boundary is scanned by both neighbours, each adding its own taps, so every
+    (event, tap) pair is added exactly once. Empty 64-element blocks of a row are
+    skipped after a vectorised OR-reduction. Values equal to 1 (binary spikes) are
+    added without multiplying. Compared with counting, listing and scattering in
+    three launches (:func:`count_events`, :func:`fill_events`, :func:`scatter_events`)
+    this measured 1.6x faster at 0.1 % density on ``vgg``.
+    """
+    n_frames, x_out, y_out, c_out = out.shape
+    x_in, kx = xo_of.shape
+    ky = yo_of.shape[1]
+    kg = we.shape[3]
+    length = rows.shape[1]
+    for r in prange(n_frames * n_blocks):
+        n = r // n_blocks
+        b = r - n * n_blocks
+        a = b * x_out // n_blocks
+        e = (b + 1) * x_out // n_blocks
+        if a >= e:
+            continue
+        out[n, a:e] = 0
+        for xi in range(x_in):
+            reach = False
+            for i in range(kx):
+                xo = xo_of[xi, i]
+                reach |= a <= xo < e
+            if not reach:
+                continue
+            row = rows[n * x_in + xi]
+            e0 = 0
+            while e0 < length:
+                e1 = min(e0 + _BLOCK, length)
+                blk = row[e0:e1]
+                hit = False
+                for t in range(e1 - e0):
+                    hit |= blk[t] != 0
+                if hit:
+                    for t in range(e0, e1):
+                        v = row[t]
+                        if v == 0:
+                            continue
+                        y = t // c_in
+                        c = t - y * c_in
+                        ko = koff[c]
+                        for i in range(kx):
+                            xo = xo_of[xi, i]
+                            if xo < a or xo >= e:
+                                continue
+                            orow = out[n, xo]
+                            we_i = we[i]
+                            for j in range(ky):
+                                yo = yo_of[y, j]
+                                if yo < 0:
+                                    continue
+                                o = orow[yo, ko:ko + kg]
+                                w = we_i[j, c]
+                                if v == 1:
+                                    for k in range(kg):
+                                        o[k] += w[k]
+                                else:
+                                    for k in range(kg):
+                                        o[k] += v * w[k]
+                e0 = e1

@@ -28,9 +28,9 @@ Two paths
 ``path="dense"`` runs the gather kernels of :mod:`lavaconv.kernels.dense` (cost
 independent of the input); ``path="events"`` the scatter kernels of
 :mod:`lavaconv.kernels.events` (cost proportional to the number of events times
-the fan-out, plus zeroing the output); ``path="auto"`` (the default) counts the
-events with one vectorised pass and picks the path a cost model predicts to be
-faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover density
+the fan-out, plus one scan of the input and zeroing the output); ``path="auto"`` (the default) estimates the
+event count from a quarter of the input rows (:meth:`ConvEngine.estimate_events`)
+and picks the path a cost model predicts to be faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover density
 differs by layer (:meth:`ConvEngine.crossover_density`).
 """
 
@@ -79,6 +79,13 @@ _COST = {
 #: (below it, rows write neighbouring cache lines; measured on ``vgg``).
 _PARALLEL_FILL = 16
 _INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
+#: Scratch buffers up to this size are kept between calls (per engine and thread).
+#: Measured: with two large temporaries alive at once (padded input and output)
+#: glibc hands out fresh mmap'd pages every call, and their page faults cost 1.1 ms
+#: on the depthwise layer, whose kernel runs in 0.13 ms.
+_SCRATCH_MAX_BYTES = 64 * 2**20
+#: The automatic path choice counts events in every _SAMPLE-th input row.
+_SAMPLE = 4
 
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
@@ -208,6 +215,7 @@ class ConvEngine:
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: Dict[object, Tuple[np.ndarray, ...]] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # per-thread scratch buffers (see _scratch)
         (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
         x_in, y_in, c_in = g.input_shape
         self._xo_of = _tap_table(x_in, kx, sx, px, dx, g.output_shape[0])
@@ -256,6 +264,20 @@ class ConvEngine:
         with self._lock:
             self._prepared[key] = (we,)
         return we
+
+    def _scratch(self, name: str, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A reusable uninitialised buffer, private to the calling thread.
+
+        Kept between calls when it is at most ``_SCRATCH_MAX_BYTES`` (see there why);
+        never returned to the caller, so reuse cannot alias a result.
+        """
+        buf = getattr(self._local, name, None)
+        if buf is not None and buf.shape == shape and buf.dtype == dtype:
+            return buf
+        buf = np.empty(shape, dtype)
+        if buf.nbytes <= _SCRATCH_MAX_BYTES:
+            setattr(self._local, name, buf)
+        return buf
 
     def accumulator_for(self, input_max_abs: int) -> np.dtype:
         """Exact accumulator dtype for integer inputs with ``max|x| <= input_max_abs``."""
@@ -346,6 +368,28 @@ class ConvEngine:
         with _threads.launch():
             _events.count_events(rows, counts)
         return counts
+
+    def estimate_events(self, frames: np.ndarray) -> int:
+        """Estimate the number of events from every ``_SAMPLE``-th input row.
+
+        The automatic path choice needs only the density, and near the crossover
+        both paths cost about the same, so an estimate is enough; reading a quarter
+        of the frame saves most of an exact count (6-9 us on ``mid``/``vgg``, about
+        a third of the whole event path at 0.1 % density). A misestimate can only
+        cost time: both paths give bit-identical results.
+        """
+        n = frames.shape[0]
+        x_in, y_in, c_in = self.geometry.input_shape
+        rows = frames.reshape(n * x_in, y_in * c_in)
+        total = rows.shape[0]
+        if total < 4 * _SAMPLE:
+            sample = rows
+        else:
+            sample = rows[::_SAMPLE]
+        counts = np.empty(sample.shape[0], np.int64)
+        with _threads.launch():
+            _events.count_events(sample, counts)
+        return int(round(int(counts.sum()) * total / max(1, sample.shape[0])))
 
     def find_events(self, frames: np.ndarray, dtype: np.dtype,
                     counts: np.ndarray | None = None) -> Events:
@@ -462,7 +506,10 @@ class ConvEngine:
         return out
 
     def events(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """Convolve a stack of frames with the event-driven (scatter) kernels.
+        """Convolve a stack of frames with the event-driven (scatter) kernel.
+
+        Events are found and scattered in one parallel pass
+        (:func:`lavaconv.kernels.events.scatter_frames`); no event list is built.
 
         Parameters
         ----------
@@ -477,7 +524,17 @@ class ConvEngine:
         ndarray, (N, X_out, Y_out, C_out), ``dtype``
         """
         dtype = np.dtype(dtype)
-        return self.scatter(self.find_events(frames, dtype), dtype)
+        we = self._prepare_events(dtype)
+        frames = np.ascontiguousarray(frames)
+        n = frames.shape[0]
+        x_in, y_in, c_in = self.geometry.input_shape
+        rows = frames.reshape(n * x_in, y_in * c_in)
+        out = np.empty((n,) + self.geometry.output_shape, dtype=dtype)
+        n_blocks = max(1, -(-_threads.get_num_threads() // n))
+        with _threads.launch():
+            _events.scatter_frames(rows, c_in, we, self._xo_of, self._yo_of, self._koff, out,
+                                   n_blocks)
+        return out
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
         """Multiply-adds the event path performs: ``sum over events of fan-out``.
@@ -492,7 +549,8 @@ class ConvEngine:
         return int((active * per_pixel).sum()) * self.geometry.out_per_group
 
     # -- computation ---------------------------------------------------------------
-    def dense(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def dense(self, frames: np.ndarray, dtype: np.dtype,
+              out: np.ndarray | None = None) -> np.ndarray:
         """Convolve a stack of frames with the dense kernels.
 
         Parameters
@@ -502,6 +560,9 @@ class ConvEngine:
         dtype : numpy.dtype
             Accumulator dtype (float32, float64 or int64). For exact integer
             results choose it with :meth:`accumulator_for`.
+        out : ndarray, (N, X_out, Y_out, C_out), ``dtype``, C-contiguous, optional
+            Where to write the result (every cell is overwritten); a new array when
+            omitted.
 
         Returns
         -------
@@ -513,9 +574,10 @@ class ConvEngine:
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
-        xp = np.empty((n, x_in + 2 * px, y_in + 2 * py, c_in), dtype=dtype)
+        xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
         xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
-        out = np.empty((n,) + g.output_shape, dtype=dtype)
+        if out is None:
+            out = np.empty((n,) + g.output_shape, dtype=dtype)
         sx, sy = g.stride
         dx, dy = g.dilation
         ky = g.kernel_size[1]
@@ -554,11 +616,10 @@ class ConvEngine:
         if path == "dense":
             return self.dense(frames, dtype)
         frames = np.ascontiguousarray(frames)
-        counts = self.count_events(frames)
-        if path == "auto" and self.choose_path(int(counts.sum()), frames.shape[0],
-                                               dtype.itemsize) == "dense":
+        if path == "auto" and self.choose_path(self.estimate_events(frames),
+                                               frames.shape[0], dtype.itemsize) == "dense":
             return self.dense(frames, dtype)
-        return self.scatter(self.find_events(frames, dtype, counts), dtype)
+        return self.events(frames, dtype)
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
@@ -619,11 +680,13 @@ class ConvEngine:
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
             dense_dtype = self.accumulator_for(bound)
-        if path != "dense":
-            counts = self.count_events(frames)
-            if path == "events" or self.choose_path(
-                    int(counts.sum()), frames.shape[0], out_dtype.itemsize,
-                    dense_dtype.itemsize) == "events":
-                return self.scatter(self.find_events(frames, out_dtype, counts), out_dtype)
-        out = self.dense(frames, dense_dtype)
-        return out if out.dtype == out_dtype else out.astype(out_dtype)
+        if path == "events" or (path == "auto" and self.choose_path(
+                self.estimate_events(frames), frames.shape[0], out_dtype.itemsize,
+                dense_dtype.itemsize) == "events"):
+            return self.events(frames, out_dtype)
+        if dense_dtype == out_dtype:
+            return self.dense(frames, dense_dtype)
+        # exact float (or int64) accumulator in scratch, one cast into the result
+        acc = self._scratch("accumulator", (frames.shape[0],) + self.geometry.output_shape,
+                            dense_dtype)
+        return self.dense(frames, dense_dtype, out=acc).astype(out_dtype)
