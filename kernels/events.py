@@ -38,8 +38,8 @@ from numba import prange
 
 from ._config import jit_parallel, jit_serial
 
-__all__ = ["bucket_events", "count_events", "fill_events", "fill_events_serial",
-           "scatter_events", "scatter_frames"]
+__all__ = ["bucket_events", "count_events", "count_nonzero_serial", "fill_events",
+           "fill_events_serial", "scatter_events", "scatter_frames"]
 
 #: Block lengths of the two-level skip test in :func:`fill_events` (elements).
 _BLOCK = 64
@@ -64,13 +64,26 @@ def count_events(rows, counts):
     loop vectorise 16 lanes wide: measured 6 us against 11 us for an int64 count
     (and for ``np.count_nonzero``) on the ``vgg`` frame.
     """
-    n_rows, length = rows.shape
-    for r in prange(n_rows):
-        row = rows[r]
-        nz = np.int32(0)
-        for e in range(length):
-            nz += np.int32(1) if row[e] != 0 else np.int32(0)
-        counts[r] = nz
+    for r in prange(rows.shape[0]):
+        counts[r] = _count_row(rows[r])
+
+
+@jit_serial
+def _count_row(row):
+    """Non-zero entries of one row, counted in int32 so that the loop vectorises."""
+    nz = np.int32(0)
+    for e in range(row.shape[0]):
+        nz += np.int32(1) if row[e] != 0 else np.int32(0)
+    return nz
+
+
+@jit_serial
+def count_nonzero_serial(rows):
+    """Total non-zero entries of ``rows`` (R, L), on one thread (for small inputs)."""
+    total = 0
+    for r in range(rows.shape[0]):
+        total += _count_row(rows[r])
+    return total
 
 
 @jit_serial

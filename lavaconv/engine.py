@@ -29,7 +29,7 @@ Two paths
 independent of the input); ``path="events"`` the scatter kernels of
 :mod:`lavaconv.kernels.events` (cost proportional to the number of events times
 the fan-out, plus one scan of the input and zeroing the output); ``path="auto"`` (the default) estimates the
-event count from a quarter of the input rows (:meth:`ConvEngine.estimate_events`)
+event count from a sample of input rows (:meth:`ConvEngine.estimate_events`)
 and picks the path a cost model predicts to be faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover density
 differs by layer (:meth:`ConvEngine.crossover_density`).
 """
@@ -51,29 +51,35 @@ __all__ = ["ConvEngine", "PATHS", "exact_accumulator", "max_abs"]
 #: Accepted values of ``path=``.
 PATHS = ("auto", "dense", "events")
 
-# Cost model of the two paths, in seconds, fitted by hand to `lavaconv bench --quick`
-# on the development machine (AMD EPYC, 2 cores, AVX-512, 2 threads, int32 output).
-# Measured: the dense kernels take ~14 ps per multiply-add on vgg/mid (groups 1,
-# dilation 1), ~45 ps on dil_grp, ~60 ps on depthwise; the scatter costs ~8 ns per
-# event plus ~3.5 ns per (event, tap) pair, almost independent of Kg (64 adds cost
-# about as much as one: the pair is bound by memory latency, not by adds).
+# Cost model of the two paths, in seconds. It follows the loop structure of each
+# kernel, with constants fitted to one quiet `lavaconv bench --quick` run on the
+# development machine (AMD EPYC, 2 cores, AVX-512, 2 threads, int32 output,
+# float32 dense accumulator); times for 8-byte accumulators double the vector work.
 # Only the *ratio* of the two predictions matters (it picks the path); near the
 # crossover both paths take about the same time, so a small error costs little.
+# Fitted against (measured ms): dense vgg 1.54, mid 1.5, dil_grp 0.42, dvs128 0.32,
+# nmnist 0.057, depthwise 0.186; events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
+# ~18 ns on dvs128, ~9 ns on dil_grp, plus ~17 us fixed for a 1 MB output.
 _COST = {
-    # dense gather kernels: seconds per multiply-add, by kernel and accumulator size
-    "dense_dot": {4: 1.4e-11, 8: 2.8e-11},
-    "dense_grouped": {4: 4.5e-11, 8: 9.0e-11},
-    "dense_depthwise": {4: 6.0e-11, 8: 1.2e-10},
-    "dense_fixed": 2.0e-5,
-    # casting the float accumulator to the integer output: seconds per output byte
-    "cast_per_byte": 4.0e-12,
-    # event path: zeroing the output (per byte), per event (finding it), per
-    # (event, tap) pair, and per output channel added (by accumulator size)
-    "zero_per_byte": 2.2e-11,
-    "per_event": 8.0e-9,
-    "per_pair": 3.5e-9,
-    "per_add": {4: 1.5e-11, 8: 3.0e-11},
-    "events_fixed": 1.5e-5,
+    # dense: fixed call overhead, pad/cast per input element, cast per output element
+    "dense_fixed": 1.0e-5,
+    "dense_per_in": 5.0e-11,
+    "dense_per_out": 1.0e-10,
+    # dense dot kernel: per (2 pixels x 4 channels) block iteration, plus per 16-lane
+    # vector iteration of its inner loop (runs >= 16) or per element (shorter runs,
+    # which stay scalar)
+    "dot_iter": 4.0e-9,
+    "dot_vector": 1.4e-9,
+    "dot_scalar": 3.5e-10,
+    # depthwise kernel: per (output pixel, tap, 16 channels) vector
+    "dw_vector": 5.5e-10,
+    # events: fixed overhead, zeroing per output byte, scanning per input element,
+    # per (event, tap) pair, per 16-lane vector of Kg adds in a pair
+    "events_fixed": 4.0e-6,
+    "zero_per_byte": 1.0e-11,
+    "scan_per_in": 2.5e-11,
+    "per_pair": 2.5e-9,
+    "per_vector": 6.0e-10,
 }
 #: Mean events per input row above which the event search runs in parallel
 #: (below it, rows write neighbouring cache lines; measured on ``vgg``).
@@ -84,8 +90,11 @@ _INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
 #: glibc hands out fresh mmap'd pages every call, and their page faults cost 1.1 ms
 #: on the depthwise layer, whose kernel runs in 0.13 ms.
 _SCRATCH_MAX_BYTES = 64 * 2**20
-#: The automatic path choice counts events in every _SAMPLE-th input row.
-_SAMPLE = 4
+#: The automatic path choice counts events in evenly spaced input rows holding
+#: about this many entries (all rows when the input is smaller).
+_SAMPLE_ELEMENTS = 4096
+#: Samples up to this many elements are counted on one thread.
+_SERIAL_COUNT = 2**18
 
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
@@ -303,25 +312,34 @@ class ConvEngine:
         -------
         (float, float)
             The model's time of the dense and of the event-driven path (module
-            ``_COST``; fitted on the development machine).
+            ``_COST``, which says how it was fitted).
         """
         g = self.geometry
         c = _COST
-        size = 4 if itemsize <= 4 else 8
-        dsize = size if dense_itemsize is None else (4 if dense_itemsize <= 4 else 8)
-        out_bytes = n_frames * int(np.prod(g.output_shape)) * 8
+        wide = 2.0 if itemsize > 4 else 1.0
+        dwide = wide if dense_itemsize is None else (2.0 if dense_itemsize > 4 else 1.0)
+        (x_out, y_out, c_out), (kx, ky) = g.output_shape, g.kernel_size
+        n_out = n_frames * x_out * y_out * c_out
+        n_in = n_frames * self._n_in
+        dense = c["dense_fixed"] + n_in * c["dense_per_in"] + n_out * c["dense_per_out"]
         if self.depthwise:
-            kind = "dense_depthwise"
-        elif g.groups == 1 and g.dilation[1] == 1:
-            kind = "dense_dot"
+            vectors = n_frames * x_out * y_out * kx * ky * -(-c_out // 16)
+            dense += vectors * c["dw_vector"] * dwide
         else:
-            kind = "dense_grouped"
-        dense = (c["dense_fixed"] + n_frames * g.dense_macs * c[kind][dsize]
-                 + out_bytes * c["cast_per_byte"])
+            if g.dilation[1] == 1 and g.groups == 1:
+                nj, run = 1, ky * g.in_channels
+            else:
+                nj, run = ky, g.in_per_group
+            iters = (n_frames * x_out * -(-y_out // 2) * g.groups * -(-g.out_per_group // 4)
+                     * kx * nj)
+            inner = (c["dot_vector"] * run / 16 * dwide if run >= 16
+                     else c["dot_scalar"] * run)
+            dense += iters * (c["dot_iter"] + inner)
         pairs = n_events * self.mean_taps
-        events = (c["events_fixed"] + out_bytes * size / 8 * c["zero_per_byte"]
-                  + n_events * c["per_event"] + pairs * c["per_pair"]
-                  + pairs * g.out_per_group * c["per_add"][size])
+        events = (c["events_fixed"] + n_out * itemsize * c["zero_per_byte"]
+                  + n_in * c["scan_per_in"]
+                  + pairs * (c["per_pair"]
+                             + -(-g.out_per_group // 16) * c["per_vector"] * wide))
         return dense, events
 
     def crossover_density(self, itemsize: int = 8, dense_itemsize: int | None = None) -> float:
@@ -370,26 +388,29 @@ class ConvEngine:
         return counts
 
     def estimate_events(self, frames: np.ndarray) -> int:
-        """Estimate the number of events from every ``_SAMPLE``-th input row.
+        """Estimate the number of events from a sample of evenly spaced input rows.
 
         The automatic path choice needs only the density, and near the crossover
-        both paths cost about the same, so an estimate is enough; reading a quarter
-        of the frame saves most of an exact count (6-9 us on ``mid``/``vgg``, about
-        a third of the whole event path at 0.1 % density). A misestimate can only
-        cost time: both paths give bit-identical results.
+        (5-50 % for most layers) both paths cost about the same, so an estimate from
+        about ``_SAMPLE_ELEMENTS`` entries is enough (at 1 % density it still sees
+        ~40 events). An exact count cost 6-9 us on ``mid``/``vgg``, a third of the
+        whole event path at 0.1 % density. A misestimate can only cost time: both
+        paths give bit-identical results.
         """
         n = frames.shape[0]
         x_in, y_in, c_in = self.geometry.input_shape
         rows = frames.reshape(n * x_in, y_in * c_in)
         total = rows.shape[0]
-        if total < 4 * _SAMPLE:
-            sample = rows
+        step = max(1, min(total // 4, total * rows.shape[1] // _SAMPLE_ELEMENTS))
+        sample = rows[::step]
+        if sample.size <= _SERIAL_COUNT:  # a parallel launch costs more than the count
+            found = _events.count_nonzero_serial(sample)
         else:
-            sample = rows[::_SAMPLE]
-        counts = np.empty(sample.shape[0], np.int64)
-        with _threads.launch():
-            _events.count_events(sample, counts)
-        return int(round(int(counts.sum()) * total / max(1, sample.shape[0])))
+            counts = np.empty(sample.shape[0], np.int64)
+            with _threads.launch():
+                _events.count_events(sample, counts)
+            found = int(counts.sum())
+        return int(round(found * total / sample.shape[0]))
 
     def find_events(self, frames: np.ndarray, dtype: np.dtype,
                     counts: np.ndarray | None = None) -> Events:
