@@ -10,18 +10,17 @@ of events, not to the size of the frame.
 Every kernel here takes already-validated arguments and preallocated arrays and
 only loops. The wrapper is :class:`lavaconv.engine.ConvEngine`.
 
-Event lists
------------
-Events are held as a CSR structure by *input row*: frame ``n``'s input row ``x``
-owns events ``offsets[n*X + x] : offsets[n*X + x + 1]`` of the flat arrays
-``ys``, ``cs`` (int32) and ``vs`` (accumulator dtype; empty for binary events,
-whose value is 1). From a dense frame they are found in two passes
-(:func:`count_events`, then :func:`fill_events` at the offsets given by a cumulative
-sum) instead of ``np.nonzero``: the counting pass is one vectorised read of the
-frame, the filling pass skips 64-element blocks with no event after a vectorised
-OR-reduction, and the automatic path choice needs only the counts, so when it
-picks the dense kernel it has paid for one cheap pass and nothing else. From index
-arrays the same structure is built by a counting sort (:func:`bucket_events`).
+Events
+------
+Dense frames are handled by :func:`scatter_frames`, which finds each event while
+scanning the input (skipping empty 64-element blocks after a vectorised
+OR-reduction) and scatters it at once: no event list is built. Events given as
+index arrays (the form other simulators and event cameras hold) are bucketed by
+input row into a CSR structure by a counting sort (:func:`bucket_events`): frame
+``n``'s input row ``x`` owns events ``offsets[n*X + x] : offsets[n*X + x + 1]`` of
+the flat arrays ``ys``, ``cs`` (int32) and ``vs`` (accumulator dtype), and
+:func:`scatter_events` adds them. :func:`count_events` counts the events of rows,
+for the automatic path choice.
 
 Tables
 ------
@@ -38,12 +37,11 @@ from numba import prange
 
 from ._config import jit_parallel, jit_serial
 
-__all__ = ["bucket_events", "count_events", "count_nonzero_serial", "fill_events",
-           "fill_events_serial", "scatter_events", "scatter_frames"]
+__all__ = ["bucket_events", "count_events", "count_nonzero_serial", "scatter_events",
+           "scatter_frames"]
 
-#: Block lengths of the two-level skip test in :func:`fill_events` (elements).
+#: Block length of the skip test in :func:`scatter_frames` (elements).
 _BLOCK = 64
-_SUB = 8
 
 
 @jit_parallel
@@ -87,88 +85,6 @@ def count_nonzero_serial(rows):
 
 
 @jit_serial
-def _fill_row(row, pos, end, c_in, ys, cs, vs):
-    """Events of one row into ``ys/cs/vs[pos:end]``; returns how many are not 1."""
-    length = row.shape[0]
-    odd = 0
-    e0 = 0
-    while e0 < length and pos < end:
-        e1 = min(e0 + _BLOCK, length)
-        blk = row[e0:e1]
-        hit = False
-        for e in range(e1 - e0):
-            hit |= blk[e] != 0
-        if hit:
-            s0 = e0
-            while s0 < e1:
-                s1 = min(s0 + _SUB, e1)
-                sub = row[s0:s1]
-                hit = False
-                for e in range(s1 - s0):
-                    hit |= sub[e] != 0
-                if hit:
-                    y = s0 // c_in
-                    c = s0 - y * c_in
-                    for e in range(s0, s1):
-                        v = row[e]
-                        if v != 0:
-                            ys[pos] = y
-                            cs[pos] = c
-                            vs[pos] = v
-                            odd += v != 1
-                            pos += 1
-                        c += 1
-                        if c == c_in:
-                            c = 0
-                            y += 1
-                s0 = s1
-        e0 = e1
-    return odd
-
-
-@jit_parallel
-def fill_events(rows, offsets, c_in, ys, cs, vs, not_one):
-    """Write each row's events into the CSR arrays, in (y, c) order.
-
-    Parameters
-    ----------
-    rows : ndarray, (R, L)
-        As in :func:`count_events`.
-    offsets : ndarray of int64, (R + 1,)
-        Cumulative event counts: row ``r``'s events go to ``offsets[r]:offsets[r+1]``.
-    c_in : int
-        Channels, to split a flat row index into ``(y, c)``.
-    ys, cs : ndarray of int32, (E,)
-        Output: the events' ``y`` and ``c``.
-    vs : ndarray, (E,)
-        Output: the events' values cast to the accumulator dtype.
-    not_one : ndarray of int64, (R,)
-        Output: number of events of row ``r`` whose value is not 1 (all zero means
-        binary events, scattered without multiplying).
-
-    Notes
-    -----
-    Parallel over rows; row ``r`` writes only its own slice ``offsets[r]:offsets[r+1]``
-    and ``not_one[r]``. Blocks of ``_BLOCK`` entries, then of ``_SUB`` entries, are
-    first tested with an OR-reduction (which vectorises) and skipped when they hold
-    no event; only blocks with an event are read one entry at a time. Two levels
-    measured 2x faster than one at 1 % density on ``vgg``. With few events per row
-    neighbouring rows write the same cache lines (false sharing): use
-    :func:`fill_events_serial` then (measured 6.7 us serial against 11 us on two
-    threads at 0.1 % on ``vgg``).
-    """
-    for r in prange(rows.shape[0]):
-        not_one[r] = _fill_row(rows[r], offsets[r], offsets[r + 1], c_in, ys, cs, vs)
-
-
-@jit_serial
-def fill_events_serial(rows, offsets, c_in, ys, cs, vs, not_one):
-    """:func:`fill_events` on one thread (for few events; see its notes)."""
-    for r in range(rows.shape[0]):
-        not_one[r] = _fill_row(rows[r], offsets[r], offsets[r + 1], c_in, ys, cs, vs)
-
-
-@jit_serial
 def bucket_events(xs, ys_in, cs_in, vals, offsets, ys, cs, vs):
     """Counting sort of index-array events into the CSR arrays (one frame).
 
@@ -181,7 +97,7 @@ def bucket_events(xs, ys_in, cs_in, vals, offsets, ys, cs, vs):
     offsets : ndarray of int64, (X + 1,)
         Cumulative counts of events per input row (``bincount`` of ``xs``).
     ys, cs, vs : ndarray
-        Outputs, as in :func:`fill_events`.
+        Outputs: the events' ``y``, ``c`` (int32) and values, grouped by input row.
     """
     n_rows = offsets.shape[0] - 1
     cursor = offsets[:n_rows].copy()
@@ -311,8 +227,8 @@ def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks):
     (event, tap) pair is added exactly once. Empty 64-element blocks of a row are
     skipped after a vectorised OR-reduction. Values equal to 1 (binary spikes) are
     added without multiplying. Compared with counting, listing and scattering in
-    three launches (:func:`count_events`, :func:`fill_events`, :func:`scatter_events`)
-    this measured 1.6x faster at 0.1 % density on ``vgg``.
+    three launches (an earlier design) this measured 1.6-2x faster at 0.1 % density
+    on ``mid`` and ``vgg`` (48 -> 22 us and 59 -> 32 us).
     """
     n_frames, x_out, y_out, c_out = out.shape
     x_in, kx = xo_of.shape

@@ -93,25 +93,32 @@ def conv_events(
 
 
 def warmup() -> float:
-    """Compile (or load from the cache) every kernel signature lavaconv ships.
+    """Compile (or load from the cache) the kernel signatures of the common calls.
 
-    Runs tiny convolutions through each path for bool, int8, int16, int32, int64,
-    float32 and float64 inputs, integer and float weights, a grouped and a
-    depthwise layer. Call it once at start-up to move the compile cost out of
-    the first real call (see README, "Threads and compilation").
+    Runs tiny problems through every public entry point: ``conv`` on each path for
+    bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
+    int8, int32, float32 and float64 weights, on a grouped, a plain and a depthwise
+    layer; the engine with int32 output; ``conv_events``; ``conv_to_sparse``; the
+    accumulators; and ``step``/``run`` of the three models with binary and graded
+    input. Other dtypes still compile on first use. Call it once at start-up to move
+    the compile cost out of the first real call (see README, "Threads and
+    compilation").
 
     Returns
     -------
     float
         Seconds it took.
     """
-    from .utils import conv
+    from .models import PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat
+    from .process import Conv
+    from .utils import conv, conv_to_sparse, saturate_to_bits, wrap_to_bits
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     layers = [((5, 6, 4), (4, 3, 3, 2), 2), ((5, 6, 4), (4, 3, 3, 4), 1),
               ((5, 6, 4), (4, 3, 3, 1), 4)]
-    in_dtypes = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64]
+    in_dtypes = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64,
+                 np.float32, np.float64]
     for shape, wshape, groups in layers:
         for wdtype in (np.int8, np.int32, np.float32, np.float64):
             w = rng.integers(-3, 4, size=wshape).astype(wdtype)
@@ -126,4 +133,17 @@ def warmup() -> float:
             engine.exact(x, path=path, out_dtype=np.int32)
         conv_events(np.array([1]), np.array([2]), np.array([0]), None, shape,
                     rng.integers(-3, 4, size=wshape).astype(np.int8), 1, 1, 1, groups)
+        w = rng.integers(-3, 4, size=wshape).astype(np.int8)
+        conv_to_sparse(shape, engine.geometry.output_shape, w, 1, 1, 1, groups)
+        for bits in (0, 8):
+            proc = Conv(weight=w, input_shape=shape, padding=1, groups=groups,
+                        num_message_bits=bits)
+            data = rng.integers(0, 2 if bits == 0 else 100, size=shape + (3,)).astype(np.int8)
+            for model in (PyConvModelFloat(proc), PyConvModelFixed(proc),
+                          PyConvModelBitAcc(proc)):
+                model.step(data[..., 0])
+                model.run(data)
+    for fn in (wrap_to_bits, saturate_to_bits):
+        fn(np.arange(4, dtype=np.int64), 8)
+        fn(np.arange(4, dtype=np.int32), 8)
     return time.perf_counter() - t0

@@ -62,9 +62,11 @@ def _apply_bits(kernel, x, bits: int, name: str):
     if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
         if not -(2**63) <= int(x) < 2**63:
             raise ValueError(f"x={x} does not fit in int64; pass an array or a smaller int.")
+        if isinstance(x, np.integer):  # NumPy scalars follow the array rule below
+            return _apply_bits(kernel, np.asarray(x), bits, name)[()]
         out = np.empty(1, np.int64)
         kernel(np.array([x], np.int64), out, bits)
-        return type(x)(out[0]) if isinstance(x, np.integer) else int(out[0])
+        return int(out[0])
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
         raise ValueError(
@@ -172,6 +174,13 @@ def _check_array(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values; the convolution is "
                          f"defined for finite values only.")
+    if x.dtype == np.float16:  # no float16 arithmetic in the kernels: exact in float32
+        return x.astype(np.float32)
+    if x.dtype.kind == "f" and x.dtype.itemsize > 8:  # longdouble: computed in float64
+        y = x.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} holds values beyond the float64 range.")
+        return y
     return x
 
 
@@ -319,6 +328,20 @@ def _order_to_lava(order: TensorOrder, input_shape, output_shape_, kernel, strid
             pair(padding, "padding"), pair(dilation, "dilation"), m_in, m_out)
 
 
+def _validate_shape(shape, name: str, order: TensorOrder) -> Tuple[int, int, int]:
+    """Three positive ints, or a ``ValueError`` naming ``name`` and the layout."""
+    try:
+        items = tuple(shape)
+    except TypeError:
+        items = ()
+    if len(items) != 3:
+        raise ValueError(f"{name} must have 3 entries in {order.name} layout, got {shape!r}.")
+    values = tuple(make_tuple(v, name)[0] for v in items)
+    if min(values) < 1:
+        raise ValueError(f"{name} must hold positive sizes, got {name}={shape!r}.")
+    return values  # type: ignore[return-value]
+
+
 def conv_to_sparse(
     input_shape: Sequence[int],
     output_shape: Sequence[int],
@@ -381,12 +404,10 @@ def conv_to_sparse(
     if index_dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
         raise ValueError(f"index_dtype must be int64 or int32, got {index_dtype}.")
     kernel = _check_array(kernel, "kernel", 4)
-    for name, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
-        if len(tuple(shape)) != 3:
-            raise ValueError(f"{name} must have 3 entries in {order.name} layout, got {shape!r}.")
+    shapes = [_validate_shape(shape, name, order)
+              for name, shape in (("input_shape", input_shape), ("output_shape", output_shape))]
     (xi, yi, ci), (xo, yo, co), w, st, pd, dl, m_in, m_out = _order_to_lava(
-        order, tuple(int(v) for v in input_shape), tuple(int(v) for v in output_shape),
-        kernel, stride, padding, dilation)
+        order, shapes[0], shapes[1], kernel, stride, padding, dilation)
     g = validate_geometry((xi, yi, ci), w.shape, st, pd, dl, group)
     if g.output_shape != (xo, yo, co):
         raise ValueError(

@@ -77,3 +77,12 @@ def test_float_array_rejected_by_integer_kernels():
 def test_shape_preserved():
     a = np.arange(24, dtype=np.int32).reshape(2, 3, 4) * 1000
     assert wrap_to_bits(a, 12).shape == (2, 3, 4)
+
+
+def test_numpy_scalars_follow_the_array_rule():
+    """A NumPy scalar is treated as a 0-d array: uint8 cannot hold [-128, 127], so the
+    8-bit wrap of 200 (= 200 - 256 = -56) comes back as int64, not re-cast to uint8."""
+    got = wrap_to_bits(np.uint8(200), 8)
+    assert got == -56 and got.dtype == np.int64
+    assert saturate_to_bits(np.int64(200), 8) == 127
+    assert wrap_to_bits(200, 8) == -56 and type(wrap_to_bits(200, 8)) is int

@@ -116,6 +116,9 @@ def test_int32_indices_on_request():
         (dict(output_shape=(4, 4, 2)), "output_shape"),
         (dict(output_shape=(3, 3)), "output_shape"),
         (dict(input_shape=(5, 5)), "input_shape"),
+        (dict(input_shape=(5.7, 5, 2)), "input_shape"),
+        (dict(input_shape=5), "input_shape"),
+        (dict(output_shape=(3, 0, 2)), "output_shape"),
         (dict(group=3), "groups"),
     ],
 )
