@@ -86,7 +86,7 @@ def count_nonzero_serial(rows):
 
 @jit_serial
 def bucket_events(xs, ys_in, cs_in, vals, offsets, ys, cs, vs):
-    """Counting sort of index-array events into the CSR arrays (one frame).
+    """Bucket index-array events into the CSR arrays by a counting sort (one frame).
 
     Parameters
     ----------

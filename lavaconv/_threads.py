@@ -66,7 +66,7 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    """Number of threads lavaconv kernels use (see :func:`set_num_threads`)."""
+    """Return the number of threads lavaconv kernels use (see :func:`set_num_threads`)."""
     n = _STATE["threads"]
     return _pool_size() if n is None else n
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,9 +46,9 @@ __all__ = ["OURS", "run", "table", "write_json", "plot", "crossovers"]
 OURS = ("dense", "events", "auto")
 
 
-def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> Dict:
+def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> dict:
     """Call ``fn`` until ``budget`` seconds are spent (at least 3 calls)."""
-    times: List[float] = []
+    times: list[float] = []
     spent = 0.0
     while (len(times) < 3 or spent < budget) and len(times) < max_calls:
         t0 = time.perf_counter()
@@ -67,8 +67,8 @@ def _torch():
     return torch
 
 
-def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
-        threads: int = 2, progress: Optional[Callable[[str], None]] = None) -> Dict:
+def run(quick: bool = False, workloads: Sequence[str] | None = None,
+        threads: int = 2, progress: Callable[[str], None] | None = None) -> dict:
     """Run the benchmark and return the JSON-ready report (module docstring).
 
     Parameters
@@ -92,7 +92,7 @@ def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
     if torch is not None:
         torch.set_num_threads(threads)
     budget = 0.03 if quick else 0.3
-    densities: List = list(DENSITIES) + ["graded"]
+    densities: list = list(DENSITIES) + ["graded"]
     results = []
     total = len(names) * len(densities)
     k = 0
@@ -112,10 +112,10 @@ def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
             engine = ConvEngine(w, g)
             frames = x[None]
             bound = 1 if density != "graded" else 127
-            times: Dict[str, Dict] = {}
-            correct: Dict[str, bool] = {}
+            times: dict[str, dict] = {}
+            correct: dict[str, bool] = {}
             for path in OURS:
-                def call(path=path):
+                def call(path=path, engine=engine, frames=frames, bound=bound):
                     return engine.exact(frames, input_max_abs=bound, path=path,
                                         out_dtype=np.int32)
                 correct[path] = bool(np.array_equal(call()[0], expected))
@@ -123,7 +123,8 @@ def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
             if quick:
                 times["scipy"] = {"min": scipy_once, "median": scipy_once, "calls": 1}
             else:
-                times["scipy"] = _timeit(lambda: conv_scipy(x, w, *args), 0.0, max_calls=3)
+                times["scipy"] = _timeit(lambda x=x, w=w, args=args: conv_scipy(x, w, *args),
+                                         0.0, max_calls=3)
             correct["scipy"] = True
             if torch is not None:
                 for label, dt in (("torch32", torch.float32), ("torch64", torch.float64)):
@@ -159,36 +160,34 @@ def run(quick: bool = False, workloads: Optional[Sequence[str]] = None,
     return report
 
 
-def crossovers(report: Dict) -> Dict[str, Optional[float]]:
+def crossovers(report: dict) -> dict[str, float | None]:
     """Measured crossover density per workload: where ``events`` meets ``dense``.
 
     Log-linear interpolation of the ratio ``events / dense`` between the binary
     densities that bracket 1; ``None`` when no pair brackets it.
     """
-    out: Dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for name in dict.fromkeys(r["workload"] for r in report["results"]):
         pts = [(r["density"], r["times"]["events"]["min"] / r["times"]["dense"]["min"])
                for r in report["results"] if r["workload"] == name
                and r["density"] != "graded"]
         pts.sort()
         found = None
-        for (d0, r0), (d1, r1) in zip(pts, pts[1:]):
+        for (d0, r0), (d1, r1) in zip(pts, pts[1:], strict=False):
             if r0 <= 1.0 <= r1:
                 f = (np.log(1.0) - np.log(r0)) / (np.log(r1) - np.log(r0)) if r1 != r0 else 0
                 found = float(np.exp(np.log(d0) + f * (np.log(d1) - np.log(d0))))
                 break
-        if found is None and pts and pts[-1][1] < 1.0:
-            found = None  # events never slower up to the largest density tried
-        out[name] = found
+        out[name] = found  # None: no crossing among the densities tried
     return out
 
 
-def _ms(t: Dict) -> str:
+def _ms(t: dict) -> str:
     return f"{t['min'] * 1e3:.3f}"
 
 
-def table(report: Dict) -> str:
-    """A plain-text table of times (ms, minimum over calls) and speed-up ratios."""
+def table(report: dict) -> str:
+    """Format a plain-text table of times (ms, minimum over calls) and speed-up ratios."""
     has_torch = report["torch"] is not None
     head = ["workload", "density", "events", "syn.ops", "dense MACs", "dense", "events",
             "auto", "choice", "scipy"]
@@ -210,7 +209,8 @@ def table(report: Dict) -> str:
                 "yes" if all(r["correct"].values()) else "NO"]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in rows]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths, strict=True))
+             for row in rows]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
     notes = ["times in ms (minimum over calls); ratios = other's time / our auto time; "
              "auto/best = min(dense, events) / auto (1.00 = auto as fast as the better path)"]
@@ -222,13 +222,13 @@ def table(report: Dict) -> str:
     return "\n".join(lines + [""] + notes)
 
 
-def write_json(report: Dict, path: str) -> None:
+def write_json(report: dict, path: str) -> None:
     """Write the report as JSON (schema in the module docstring)."""
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
 
 
-def plot(report: Dict, path: str) -> bool:
+def plot(report: dict, path: str) -> bool:
     """Speed-up of our auto path vs density per workload, log scale, as a PNG.
 
     Against torch float32 when torch was run, else against ``conv_scipy``. Graded

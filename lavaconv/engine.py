@@ -28,16 +28,16 @@ Two paths
 ``path="dense"`` runs the gather kernels of :mod:`lavaconv.kernels.dense` (cost
 independent of the input); ``path="events"`` the scatter kernels of
 :mod:`lavaconv.kernels.events` (cost proportional to the number of events times
-the fan-out, plus one scan of the input and zeroing the output); ``path="auto"`` (the default) estimates the
-event count from a sample of input rows (:meth:`ConvEngine.estimate_events`)
-and picks the path a cost model predicts to be faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover density
-differs by layer (:meth:`ConvEngine.crossover_density`).
+the fan-out, plus one scan of the input and zeroing the output); ``path="auto"``
+(the default) estimates the event count from a sample of input rows
+(:meth:`ConvEngine.estimate_events`) and picks the path a cost model predicts to
+be faster for this layer (:meth:`ConvEngine.predict_seconds`); the crossover
+density differs by layer (:meth:`ConvEngine.crossover_density`).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Dict, Tuple
 
 import numpy as np
 
@@ -211,9 +211,9 @@ class ConvEngine:
             self.weight_l1 = int(np.ceil(float(l1.max()) * (1 + 2.0 ** -40)))
         self.depthwise = g.groups == g.in_channels == g.out_channels
         self.crossover: float | None = None
-        self._crossover_cache: Dict[tuple, float] = {}
+        self._crossover_cache: dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
-        self._prepared: Dict[object, Tuple[np.ndarray, ...]] = {}
+        self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffers (see _scratch)
         self._sample_start = 0  # first row sampled by estimate_events (rotates)
@@ -230,7 +230,7 @@ class ConvEngine:
         self.mean_taps = float(self._fan_x.mean() * self._fan_y.mean())
 
     # -- preparation ---------------------------------------------------------------
-    def _prepare(self, dtype: np.dtype) -> Tuple[np.ndarray, ...]:
+    def _prepare(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         prepared = self._prepared.get(dtype)
         if prepared is not None:
             return prepared
@@ -266,8 +266,8 @@ class ConvEngine:
             self._prepared[key] = (we,)
         return we
 
-    def _scratch(self, name: str, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A reusable uninitialised buffer, private to the calling thread.
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Return a reusable uninitialised buffer, private to the calling thread.
 
         Kept between calls when it is at most ``_SCRATCH_MAX_BYTES`` (see there why);
         never returned to the caller, so reuse cannot alias a result.
@@ -286,7 +286,7 @@ class ConvEngine:
 
     # -- cost model ------------------------------------------------------------------
     def predict_seconds(self, n_events: float, n_frames: int = 1, itemsize: int = 8,
-                        dense_itemsize: int | None = None) -> Tuple[float, float]:
+                        dense_itemsize: int | None = None) -> tuple[float, float]:
         """Predicted ``(dense, events)`` seconds for ``n_events`` in ``n_frames`` frames.
 
         Parameters
@@ -593,7 +593,7 @@ class ConvEngine:
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
-        """A bound on ``max|x|``: the caller's, the dtype's if enough, else the data's."""
+        """Bound ``max|x|``: the caller's bound, the dtype's if enough, else the data's."""
         if input_max_abs is not None:
             return int(input_max_abs)
         if frames.dtype == np.bool_:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numbers
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -22,7 +23,7 @@ __all__ = [
     "validate_precision",
 ]
 
-IntOrPair = Union[int, Sequence[int], np.ndarray]
+IntOrPair = Union[int, Sequence[int], np.ndarray]  # noqa: UP007 (a runtime alias)
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -34,7 +35,7 @@ def _as_int(value: Any, name: str) -> int:
     return operator.index(value)
 
 
-def make_tuple(value: IntOrPair, name: str = "value") -> Tuple[int, int]:
+def make_tuple(value: IntOrPair, name: str = "value") -> tuple[int, int]:
     """Broadcast a scalar or a 1- or 2-element sequence to an ``(X, Y)`` pair of ints.
 
     Parameters
@@ -76,7 +77,7 @@ def make_tuple(value: IntOrPair, name: str = "value") -> Tuple[int, int]:
     )
 
 
-def _check_pair(pair: Tuple[int, int], name: str, minimum: int) -> Tuple[int, int]:
+def _check_pair(pair: tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
     if min(pair) < minimum:
         raise ValueError(
             f"{name} must be >= {minimum} along both axes, got {name}={pair}."
@@ -91,7 +92,7 @@ def output_shape(
     stride: IntOrPair,
     padding: IntOrPair,
     dilation: IntOrPair,
-) -> Tuple[int, int, int]:
+) -> tuple[int, int, int]:
     """Output shape of the convolution, ``(X_out, Y_out, C_out)``, in integer arithmetic.
 
     Per axis: ``(size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1``.
@@ -124,7 +125,8 @@ def output_shape(
     if c_out < 1:
         raise ValueError(f"out_channels must be >= 1, got out_channels={c_out}.")
     out = []
-    for axis, size, k, s, p, d in zip("XY", shape[:2], kernel, stride_, padding_, dilation_):
+    for axis, size, k, s, p, d in zip("XY", shape[:2], kernel, stride_, padding_, dilation_,
+                                      strict=True):
         span = d * (k - 1) + 1
         n = (size + 2 * p - span) // s + 1
         if n < 1:
@@ -138,7 +140,7 @@ def output_shape(
     return out[0], out[1], c_out
 
 
-def _validate_input_shape(input_shape: Any) -> Tuple[int, int, int]:
+def _validate_input_shape(input_shape: Any) -> tuple[int, int, int]:
     try:
         items = tuple(input_shape)
     except TypeError:
@@ -165,16 +167,16 @@ class Geometry:
     ``(C_out, KX, KY, C_in // groups)``.
     """
 
-    input_shape: Tuple[int, int, int]
-    weight_shape: Tuple[int, int, int, int]
-    stride: Tuple[int, int]
-    padding: Tuple[int, int]
-    dilation: Tuple[int, int]
+    input_shape: tuple[int, int, int]
+    weight_shape: tuple[int, int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
     groups: int
-    output_shape: Tuple[int, int, int]
+    output_shape: tuple[int, int, int]
 
     @property
-    def kernel_size(self) -> Tuple[int, int]:
+    def kernel_size(self) -> tuple[int, int]:
         """``(KX, KY)``."""
         return self.weight_shape[1], self.weight_shape[2]
 
@@ -297,7 +299,7 @@ def validate_int_range(value: Any, name: str, low: int, high: int) -> int:
 
 def validate_precision(
     weight_exp: Any = 0, num_weight_bits: Any = 8, num_message_bits: Any = 0
-) -> Tuple[int, int, int]:
+) -> tuple[int, int, int]:
     """Check the Loihi precision parameters (SPEC section 2).
 
     Parameters

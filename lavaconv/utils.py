@@ -10,8 +10,8 @@ computed and thrown away; :func:`conv_to_sparse` is correct in every
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum, unique
-from typing import Sequence, Tuple, Union
 
 import numpy as np
 from scipy import signal
@@ -86,7 +86,7 @@ def _apply_bits(kernel, x, bits: int, name: str):
     return out
 
 
-def wrap_to_bits(x: Union[int, np.ndarray], bits: int) -> Union[int, np.ndarray]:
+def wrap_to_bits(x: int | np.ndarray, bits: int) -> int | np.ndarray:
     """Two's-complement wrap to a signed ``bits``-bit range (SPEC section 4).
 
     ``wrap(v) = ((v + 2**(bits-1)) mod 2**bits) - 2**(bits-1)``, what Loihi's dendritic
@@ -112,7 +112,7 @@ def wrap_to_bits(x: Union[int, np.ndarray], bits: int) -> Union[int, np.ndarray]
     return _apply_bits(_acc.wrap_to_bits_1d, x, bits, "wrap_to_bits")
 
 
-def saturate_to_bits(x: Union[int, np.ndarray], bits: int) -> Union[int, np.ndarray]:
+def saturate_to_bits(x: int | np.ndarray, bits: int) -> int | np.ndarray:
     """Saturate to a signed ``bits``-bit range (SPEC section 4).
 
     ``saturate(v) = min(max(v, -2**(bits-1)), 2**(bits-1) - 1)``.
@@ -137,7 +137,7 @@ def saturate_to_bits(x: Union[int, np.ndarray], bits: int) -> Union[int, np.ndar
     return _apply_bits(_acc.saturate_to_bits_1d, x, bits, "saturate_to_bits")
 
 
-def signed_clamp(x: Union[int, float, np.ndarray], bits: int) -> Union[int, float, np.ndarray]:
+def signed_clamp(x: int | float | np.ndarray, bits: int) -> int | float | np.ndarray:
     """Lava's ``signed_clamp``: despite its name, a two's-complement *wrap*.
 
     Integer inputs go through :func:`wrap_to_bits` (exact for any int64 value; Lava's
@@ -295,7 +295,8 @@ def conv_scipy(
             for c in range(cg):
                 full = signal.convolve2d(padded[:, :, grp * cg + c],
                                          dilated[grp * kg + k, :, :, c], mode="valid")
-                out[:, :, grp * kg + k] += full[::sx, ::sy][: g.output_shape[0], : g.output_shape[1]]
+                kept = full[::sx, ::sy][: g.output_shape[0], : g.output_shape[1]]
+                out[:, :, grp * kg + k] += kept
     return out
 
 
@@ -328,7 +329,7 @@ def _order_to_lava(order: TensorOrder, input_shape, output_shape_, kernel, strid
             pair(padding, "padding"), pair(dilation, "dilation"), m_in, m_out)
 
 
-def _validate_shape(shape, name: str, order: TensorOrder) -> Tuple[int, int, int]:
+def _validate_shape(shape, name: str, order: TensorOrder) -> tuple[int, int, int]:
     """Three positive ints, or a ``ValueError`` naming ``name`` and the layout."""
     try:
         items = tuple(shape)
@@ -352,8 +353,8 @@ def conv_to_sparse(
     group: int,
     order: TensorOrder = TensorOrder.NWHC,
     *,
-    index_dtype: Union[type, np.dtype] = np.int64,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    index_dtype: type | np.dtype = np.int64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO triplets ``(dst, src, wgt)`` of the matrix equivalent to the convolution.
 
     Rows are flattened outputs and columns flattened inputs, in the flattening of
