@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import List, Optional
 
 
 def _progress(start: float):
@@ -15,7 +14,7 @@ def _progress(start: float):
     return show
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lavaconv`` console script."""
     parser = argparse.ArgumentParser(prog="lavaconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
