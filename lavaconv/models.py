@@ -34,14 +34,14 @@ Speed
 The synapse has no state of its own, so :meth:`~_PyConvModel.run` converts the
 time-last input to frames once (the spike rule fused into the transpose,
 :mod:`lavaconv.kernels.layout`) and convolves all ``T`` frames in one batched engine
-call (split only beyond :data:`CHUNK_BYTES` of estimated working memory), instead of
-looping over steps. ``benchmarks/test_bench_run.py`` compares it with ``T`` single
-kernel calls.
+call (split only beyond :data:`CHUNK_BYTES` of estimated working memory, see
+:meth:`~_PyConvModel._frame_bytes`; the pieces are then copied into one output),
+instead of looping over steps. ``benchmarks/test_bench_run.py`` compares it with
+``T`` single kernel calls.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable
 from typing import ClassVar
@@ -78,9 +78,10 @@ MessageRule = Callable[[np.ndarray, np.ndarray], None]
 Synapse = Callable[[np.ndarray], np.ndarray]
 
 #: Estimated working memory above which :func:`conv_run` splits the engine call.
-CHUNK_BYTES = 512 * 2**20
+CHUNK_BYTES = 2 * 2**30
 
 _INT32_MAX = 2**31 - 1
+_INT64_LIMIT = 2**63
 
 
 # -- functional core ---------------------------------------------------------------
@@ -159,37 +160,38 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
 
 
 # -- the models --------------------------------------------------------------------
+def _int32_fits(engine: ConvEngine, max_abs: int) -> bool:
+    """Whether every exact sum of messages bounded by ``max_abs`` fits in int32."""
+    return max_abs * engine.weight_l1 <= _INT32_MAX
+
+
 def _exact(engine: ConvEngine, messages: np.ndarray, max_abs: int, int32: bool = False
            ) -> np.ndarray:
-    """``engine.exact``: int64 sums, or int32 when asked, proven to fit, and supported.
+    """``engine.exact``: int64 sums, or int32 when asked and proven to fit.
 
-    Engines that take ``out_dtype`` write int32 sums directly, which halves the memory
-    traffic of the scatter and spares the cast to the model's int32 output.
+    The engine writes int32 sums directly, which halves the memory traffic of the
+    scatter and spares the cast to the model's int32 output.
     """
-    if (int32 and _takes_out_dtype(engine)
-            and max_abs * engine.weight_l1 <= _INT32_MAX):
-        return engine.exact(messages, input_max_abs=max_abs, out_dtype=np.int32)
-    return engine.exact(messages, input_max_abs=max_abs)
-
-
-def _takes_out_dtype(engine: ConvEngine) -> bool:
-    try:
-        return "out_dtype" in inspect.signature(engine.exact).parameters
-    except (TypeError, ValueError):  # pragma: no cover - callables without signatures
-        return False
+    out_dtype = np.int32 if int32 and _int32_fits(engine, max_abs) else np.int64
+    return engine.exact(messages, input_max_abs=max_abs, out_dtype=out_dtype)
 
 
 class _PyConvModel:
     """Shared body of the Conv models: state, input checks, message rule, timing.
 
-    Subclasses set :attr:`tag`, :attr:`out_dtype` and ``self._engine`` and implement
-    the one hook :meth:`_accumulate`.
+    Subclasses set :attr:`tag` and :attr:`out_dtype`, build their engine with
+    :meth:`_set_engine` at the end of ``__init__``, and implement the one hook
+    :meth:`_accumulate`.
     """
 
     tag: ClassVar[str] = ""
     out_dtype: ClassVar[np.dtype] = np.dtype(np.int32)
     #: Graded payloads must be integers (the fixed-point models).
     _integer_messages: ClassVar[bool] = True
+    #: Integer models: the graded payloads accepted (before any message rule), and
+    #: what that range is, for error messages.
+    _payload_range: ClassVar[tuple[int, int]] = (-(2**31), _INT32_MAX)
+    _payload_range_name: ClassVar[str] = "int32, Lava's s_in port"
 
     def __init__(self, conv: Conv) -> None:
         if not isinstance(conv, Conv):
@@ -207,19 +209,76 @@ class _PyConvModel:
         else:
             self._message_dtype = np.dtype(np.float64)
         self._engine: ConvEngine | None = None
-        g = self.geometry
-        xp = g.input_shape[0] + 2 * g.padding[0]
-        yp = g.input_shape[1] + 2 * g.padding[1]
-        # padded frame in the accumulator, float + int64 + final outputs, the messages
-        per_frame = 8 * xp * yp * g.input_shape[2] + 24 * int(np.prod(g.output_shape))
-        self._chunk = max(1, CHUNK_BYTES // per_frame)
+        self._chunk = 1
         self.reset()
 
+    def _set_engine(self, weight: np.ndarray) -> None:
+        """Build the engine, check that exact sums fit in int64, size the run chunks.
+
+        Raises
+        ------
+        ValueError
+            (Integer models.) ``weight_l1 * largest accepted message >= 2**63``: some
+            input the model accepts would give an exact sum beyond int64, so the
+            model is refused here rather than failing at a step (SPEC 2).
+
+        """
+        self._engine = ConvEngine(weight, self.geometry)
+        if self._integer_messages:
+            largest = self._largest_message()
+            worst = largest * self._engine.weight_l1
+            if worst >= _INT64_LIMIT:
+                what = ("binary spikes" if self.num_message_bits == 0 else
+                        f"graded payloads, num_message_bits={self.num_message_bits}")
+                raise ValueError(
+                    f"weight is too large for exact int64 sums: the largest per-output "
+                    f"sum of |weight| ({self._engine.weight_l1}) times the largest message "
+                    f"{type(self).__name__} accepts ({largest}, {what}) is {worst} >= "
+                    f"2**63; reduce the weight magnitudes."
+                )
+        self._chunk = max(1, CHUNK_BYTES // self._frame_bytes())
+
+    def _largest_message(self) -> int:
+        """Largest ``|message|`` the model accepts: 1 (binary), else the payload range."""
+        if self.num_message_bits == 0:
+            return 1
+        lo, hi = self._payload_range
+        return max(-lo, hi)
+
+    def _sum_bytes(self, max_abs: int) -> int:
+        """Bytes per output cell :meth:`_accumulate` allocates (result and temporaries)."""
+        return self.out_dtype.itemsize
+
+    def _frame_bytes(self) -> int:
+        """Working memory of one frame in a batched :meth:`run`, in bytes.
+
+        What is really allocated per frame: the message frame, the engine's result
+        and the model's temporaries (:meth:`_sum_bytes`), and the dense path's
+        padded input and accumulator scratch (sized by the number of frames of the
+        call, so counted per frame; the event path needs less).
+        """
+        g = self.geometry
+        n_in = int(np.prod(g.input_shape))
+        n_out = int(np.prod(g.output_shape))
+        n_pad = ((g.input_shape[0] + 2 * g.padding[0]) * (g.input_shape[1] + 2 * g.padding[1])
+                 * g.input_shape[2])
+        largest = self._largest_message()
+        if self._integer_messages:
+            acc = self._engine.accumulator_for(largest).itemsize
+        else:
+            acc = 8
+        return (self._message_dtype.itemsize * n_in + self._sum_bytes(largest) * n_out
+                + acc * (n_pad + n_out))
+
     # -- state ---------------------------------------------------------------------
+    def _set_state(self, state: np.ndarray, bound: int) -> None:
+        self._state = state
+        self._state_bound = bound
+        self._a_buf: np.ndarray | None = None  # computed on the first read
+
     def reset(self) -> None:
         """Zero ``a_buf`` (and forget any batch of states)."""
-        self._state = np.zeros(self.geometry.input_shape, self._message_dtype)
-        self._state_bound = 0
+        self._set_state(np.zeros(self.geometry.input_shape, self._message_dtype), 0)
 
     @property
     def a_buf(self) -> np.ndarray:
@@ -227,10 +286,20 @@ class _PyConvModel:
 
         ``(X_out, Y_out, C_out)``, or ``(N, X_out, Y_out, C_out)`` after a batched
         :meth:`run`, of :attr:`out_dtype`.
+
+        Notes
+        -----
+        The model keeps the *messages* of the last input, not their convolution
+        (see the module docstring), so the first read after a :meth:`step`,
+        :meth:`run` or :meth:`reset` computes one convolution; it is cached until
+        the next of these, and every read returns a copy.
         """
-        if self._state.ndim == 3:
-            return self._accumulate(self._state[np.newaxis], self._state_bound)[0]
-        return self._accumulate(self._state, self._state_bound)
+        if self._a_buf is None:
+            if self._state.ndim == 3:
+                self._a_buf = self._accumulate(self._state[np.newaxis], self._state_bound)[0]
+            else:
+                self._a_buf = self._accumulate(self._state, self._state_bound)
+        return self._a_buf.copy()
 
     # -- the hook ------------------------------------------------------------------
     def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
@@ -264,41 +333,90 @@ class _PyConvModel:
         else:
             self._graded(src, dst)
 
-    def _validate(self, data: np.ndarray, name: str) -> int:
-        """Check dtype and values of the input; return a bound on ``|messages|``.
+    def _validate(self, data: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+        """Check dtype and values of the input; return it for the kernels and a bound.
 
-        Raises ``ValueError`` before any state is touched.
+        Parameters
+        ----------
+        data : ndarray
+            The input, any shape (already checked).
+        name : str
+            Argument name for error messages (``"s_in"`` or ``"data"``).
+
+        Returns
+        -------
+        data : ndarray
+            ``data``, or an exact conversion of it to a dtype the kernels take:
+            non-native byte order to native; float16 to float32 (exact); long double
+            (which the JIT kernels do not support) to bool for binary spikes (the
+            spike rule itself), to int64 for integer graded payloads (exact once
+            checked), and to float64 for the float model (rounded, as any payload of
+            that model; values beyond the float64 range are rejected).
+        bound : int
+            A bound on ``|messages|``.
+
+        Raises
+        ------
+        ValueError
+            Before any state is touched: a dtype other than bool, integer or float,
+            non-finite values, or invalid graded payloads (:meth:`_message_bound`).
+
         """
-        if data.dtype.kind not in "biuf":
+        kind = data.dtype.kind
+        if kind not in "biuf":
             raise ValueError(
                 f"{name} must be bool, integer or float spikes, got dtype {data.dtype}."
             )
-        if data.dtype.kind == "f" and not np.isfinite(data).all():
-            raise ValueError(f"{name} contains NaN or infinite values; inputs must be finite.")
+        if not data.dtype.isnative:
+            data = data.astype(data.dtype.newbyteorder("="))
+        if kind == "f":
+            if not np.isfinite(data).all():
+                raise ValueError(
+                    f"{name} contains NaN or infinite values; inputs must be finite.")
+            if data.dtype == np.float16:
+                data = data.astype(np.float32)  # exact: float32 holds every float16
+        long_double = kind == "f" and data.dtype.itemsize > 8
         if self.num_message_bits == 0:
-            return 1
-        if data.size == 0:
-            return 0
-        if self._integer_messages and data.dtype.kind == "f" and not np.array_equal(
+            return (data != 0 if long_double else data), 1
+        if self._integer_messages and kind == "f" and not np.array_equal(
                 data, np.trunc(data)):
             raise ValueError(
                 f"{name} holds non-integer graded payloads, but {type(self).__name__} "
                 f"takes integer payloads (num_message_bits={self.num_message_bits}); "
                 f"round them, or use PyConvModelFloat."
             )
-        if data.dtype.kind == "f":  # floor/ceil: a safe integer bound for float payloads
+        if data.size == 0:
+            lo = hi = 0
+        elif kind == "f":  # floor/ceil: a safe integer bound for float payloads
             lo, hi = int(np.floor(data.min())), int(np.ceil(data.max()))
         else:
             lo, hi = int(data.min()), int(data.max())
-        return self._message_bound(lo, hi, max(-lo, hi), name)
+        bound = self._message_bound(lo, hi, max(-lo, hi), name)
+        if long_double:
+            if self._integer_messages:
+                data = data.astype(np.int64)  # integral and inside int64: exact
+            else:
+                with np.errstate(over="ignore"):  # overflow gives inf, rejected below
+                    wide = data.astype(np.float64)
+                if not np.isfinite(wide).all():
+                    raise ValueError(
+                        f"{name} holds long double payloads in [{lo}, {hi}], beyond the "
+                        f"float64 range of {type(self).__name__}.")
+                data = wide
+        return data, bound
 
     def _message_bound(self, lo: int, hi: int, max_abs: int, name: str) -> int:
-        """Check the graded payload range; return the bound passed to the hook."""
-        if self._integer_messages and max_abs > _INT32_MAX:
-            raise ValueError(
-                f"{name} graded payloads must fit in int32 (Lava's s_in port), got values "
-                f"in [{lo}, {hi}]."
-            )
+        """Check the graded payload range ``[lo, hi]``; return the bound for the hook.
+
+        Integer models accept payloads in :attr:`_payload_range`.
+        """
+        if self._integer_messages:
+            p_lo, p_hi = self._payload_range
+            if lo < p_lo or hi > p_hi:
+                raise ValueError(
+                    f"{name} graded payloads must lie in [{p_lo}, {p_hi}] "
+                    f"({self._payload_range_name}), got values in [{lo}, {hi}]."
+                )
         return max_abs
 
     def step(self, s_in: np.ndarray) -> np.ndarray:
@@ -308,6 +426,7 @@ class _PyConvModel:
         ----------
         s_in : array_like, (X, Y, C_in)
             Spikes: bool, integer or float (binary: any non-zero value is one spike).
+            Any of NumPy's bool, integer and float dtypes (see :meth:`_validate`).
 
         Returns
         -------
@@ -332,11 +451,11 @@ class _PyConvModel:
                 f"s_in must be one frame of shape {self.geometry.input_shape}, got "
                 f"s_in.shape={x.shape}; use run() for sequences (time last)."
             )
-        bound = self._validate(x, "s_in")
+        x, bound = self._validate(x, "s_in")
         old_bound = self._state_bound
-        self._state, a_out = conv_step(self._state, x, self._messages,
-                                       lambda m: self._accumulate(m, old_bound))
-        self._state_bound = bound
+        new_state, a_out = conv_step(self._state, x, self._messages,
+                                     lambda m: self._accumulate(m, old_bound))
+        self._set_state(new_state, bound)
         return a_out
 
     def run(self, data: np.ndarray) -> np.ndarray:
@@ -349,7 +468,7 @@ class _PyConvModel:
         ----------
         data : array_like, (X, Y, C_in, T) or (N, X, Y, C_in, T)
             Time is the last axis (Lava's RingBuffer convention); an optional leading
-            axis holds ``N`` independent samples.
+            axis holds ``N`` independent samples. Dtypes as for :meth:`step`.
 
         Returns
         -------
@@ -391,18 +510,19 @@ class _PyConvModel:
                     f"the model holds states of a batch of {state.shape[0]} samples, got "
                     f"data with N={x.shape[0]}; call reset() to start a new batch."
                 )
+        elif state.ndim == 4:
+            raise ValueError(
+                f"the model holds states of a batch of {state.shape[0]} samples; pass "
+                f"data of shape (N, X, Y, C, T) with N={state.shape[0]}, or reset()."
+            )
+        x, bound = self._validate(x, "data")
+        if batched:
             if state.ndim == 3:
                 state = np.broadcast_to(state, (x.shape[0],) + state.shape)
             frames = np.moveaxis(x, -1, 1)
         else:
-            if state.ndim == 4:
-                raise ValueError(
-                    f"the model holds states of a batch of {state.shape[0]} samples; pass "
-                    f"data of shape (N, X, Y, C, T) with N={state.shape[0]}, or reset()."
-                )
             state = state[np.newaxis]
             frames = np.moveaxis(x, -1, 0)[np.newaxis]
-        bound = self._validate(x, "data")
         n, t = frames.shape[:2]
         if t == 0:
             return np.zeros(((n,) if batched else ()) + self.geometry.output_shape + (0,),
@@ -410,8 +530,7 @@ class _PyConvModel:
         both = max(bound, self._state_bound)
         new_state, a_out = conv_run(state, frames, self._messages,
                                     lambda m: self._accumulate(m, both), self._chunk)
-        self._state = new_state if batched else new_state[0]
-        self._state_bound = bound
+        self._set_state(new_state if batched else new_state[0], bound)
         return np.moveaxis(a_out, 1, -1) if batched else np.moveaxis(a_out[0], 0, -1)
 
     def __repr__(self) -> str:
@@ -438,7 +557,7 @@ class PyConvModelFloat(_PyConvModel):
     def __init__(self, conv: Conv) -> None:
         super().__init__(conv)
         self.weight = np.asarray(conv.weight.init, np.float64)
-        self._engine = ConvEngine(self.weight, self.geometry)
+        self._set_engine(self.weight)
 
     def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Float64 sum, no clamp."""
@@ -459,6 +578,14 @@ class PyConvModelFixed(_PyConvModel):
     ----------
     conv : Conv
         The process.
+
+    Raises
+    ------
+    ValueError
+        If some accepted input could give an exact sum of ``2**63`` or more:
+        ``max_k sum |weight[k]|`` times the largest message (1 for binary spikes,
+        ``2**31`` for graded payloads, which must fit in int32) must stay below
+        ``2**63``.
 
     Notes
     -----
@@ -486,7 +613,12 @@ class PyConvModelFixed(_PyConvModel):
             )
         self.weight = to_integer_weights(conv.weight.init)
         self.weight.setflags(write=False)
-        self._engine = ConvEngine(self.weight, self.geometry)
+        self._set_engine(self.weight)
+
+    def _sum_bytes(self, max_abs: int) -> int:
+        if max_abs * self._engine.weight_l1 < 1 << (self.num_accum_bits - 1):
+            return 4  # int32 sums are the result
+        return 8 + 8 + 4  # int64 sums, their wrap, the int32 result
 
     def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Exact sum, then ``wrap_to_bits(., 24)``."""
@@ -539,7 +671,8 @@ class PyConvModelBitAcc(_PyConvModel):
     message_overflow : {"error", "wrap", "saturate"}, optional
         Graded payloads outside the signed ``num_message_bits`` range
         ``[-2**(b-1), 2**(b-1) - 1]``: a ``ValueError`` with no state changed (default),
-        or wrapped or saturated to ``b`` bits.
+        or wrapped or saturated to ``b`` bits. Payloads must be integers of magnitude
+        below ``2**63`` in every mode (else ``ValueError``, no state changed).
 
     Attributes
     ----------
@@ -549,9 +682,21 @@ class PyConvModelBitAcc(_PyConvModel):
     sign_mode : SignMode
         The sign mode used.
 
+    Raises
+    ------
+    ValueError
+        Invalid options, or weights for which some accepted input could give an
+        exact sum of ``2**63`` or more (``max_k sum |weight[k]|`` times the largest
+        message, 1 for binary spikes and ``2**(b-1)`` for graded ones), or a scaled
+        sum of ``2**62`` or more.
+
     """
 
     tag: ClassVar[str] = "bit_accurate_loihi"
+    #: Any integer payload of magnitude below 2**63 is accepted (then checked against,
+    #: wrapped or saturated to the ``b``-bit range).
+    _payload_range: ClassVar[tuple[int, int]] = (-(2**63) + 1, 2**63 - 1)
+    _payload_range_name: ClassVar[str] = "magnitude below 2**63, exact in int64"
 
     def __init__(
         self,
@@ -586,10 +731,9 @@ class PyConvModelBitAcc(_PyConvModel):
             encoded = shift_exponent(encoded, self.weight_exp)
         self.weight = encoded
         self.weight.setflags(write=False)
-        self._engine = ConvEngine(self.weight, self.geometry)
-        # Largest message: binary 1, graded 2**(b-1) (after wrap or saturate, or checked).
+        self._set_engine(self.weight)  # checks the unscaled sums fit in int64
         b = self.num_message_bits
-        worst = self._sum_bound(1 if b == 0 else 1 << (b - 1))
+        worst = self._sum_bound(self._largest_message())
         if worst >= 2**62:
             raise ValueError(
                 f"the scaled sum may reach {worst} and overflow int64; reduce "
@@ -604,7 +748,24 @@ class PyConvModelBitAcc(_PyConvModel):
             bound = bound << e if e > 0 else -((-bound) >> -e)  # ceil for e < 0
         return bound
 
+    def _largest_message(self) -> int:
+        """Binary 1; graded ``2**(b-1)`` (checked, or after the wrap or saturation)."""
+        b = self.num_message_bits
+        return 1 if b == 0 else 1 << (b - 1)
+
+    def _sum_bytes(self, max_abs: int) -> int:
+        if (not self._shifts() and _int32_fits(self._engine, max_abs)
+                and self._sum_bound(max_abs) < 1 << (self.num_accum_bits - 1)):
+            return 4  # int32 sums are the result
+        return 8 + 8 + 8 + 4  # int64 sums, exponent, wrap or saturate, int32 result
+
+    def _shifts(self) -> bool:
+        """Whether the exponent is applied to the sum."""
+        return self.exponent_mode == "post_accumulate" and self.weight_exp != 0
+
     def _message_bound(self, lo: int, hi: int, max_abs: int, name: str) -> int:
+        """Apply the base checks (payloads inside int64), then the ``b``-bit message rule."""
+        max_abs = super()._message_bound(lo, hi, max_abs, name)
         b = self.num_message_bits
         m_lo, m_hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
         if m_lo <= lo and hi <= m_hi:
@@ -618,7 +779,11 @@ class PyConvModelBitAcc(_PyConvModel):
         return min(max_abs, 1 << (b - 1))
 
     def _graded(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Graded payloads: checked (``"error"``), or wrapped or saturated to ``b`` bits."""
+        """Graded payloads: checked (``"error"``), or wrapped or saturated to ``b`` bits.
+
+        The payloads were validated to be integers of magnitude below ``2**63``, so
+        their cast to int64 is exact and the rule applies to the true values.
+        """
         if self.message_overflow == "error":
             _layout.copy_to_frames(src, dst)
             return
@@ -629,7 +794,7 @@ class PyConvModelBitAcc(_PyConvModel):
 
     def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
         """Exact sum, ``2**weight_exp`` (post-accumulation mode), then wrap or saturate."""
-        shift = self.exponent_mode == "post_accumulate" and self.weight_exp != 0
+        shift = self._shifts()
         sums = _exact(self._engine, messages, max_abs, int32=not shift)
         if shift:
             sums = shift_exponent(sums, self.weight_exp)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import lava_fixed_run_spk_reference, model_reference
+from reference import (
+    lava_fixed_run_spk_reference,
+    model_reference,
+    saturate_reference,
+    wrap_reference,
+)
 from strategies import geometries, int8_weights, seeds
 
 import lavaconv
@@ -475,3 +480,238 @@ def test_top_level_exports():
     assert PyConvModelFloat.tag == "floating_pt"
     assert PyConvModelFixed.tag == "fixed_pt"
     assert PyConvModelBitAcc.tag == "bit_accurate_loihi"
+
+
+# -- graded payloads near the int64 limits (SPEC 3) ---------------------------------
+def _bitacc_4bit(overflow):
+    """One input channel, weight 1, 4-bit messages (range [-8, 7]): out = message."""
+    return PyConvModelBitAcc(_one_by_one(np.array([1]), num_message_bits=4),
+                             message_overflow=overflow)
+
+
+INT64_PAYLOADS = [np.uint64(2**63 - 1), np.int64(-(2**63) + 1), np.int64(2**40 + 9),
+                  np.float64(2.0**62), np.float64(-1e18), np.uint64(2**63 - 8)]
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("payload", INT64_PAYLOADS, ids=repr)
+def test_message_rule_applies_to_true_value_of_any_int64_payload(payload, overflow):
+    """wrap_4 / saturate_4 of the payload's exact integer value, from step and run."""
+    rule = wrap_reference if overflow == "wrap" else saturate_reference
+    expected = rule(int(payload), 4)
+    model = _bitacc_4bit(overflow)
+    model.step(np.full((1, 1, 1), payload))
+    assert model.a_buf[0, 0, 0] == expected
+    model.reset()
+    out = model.run(np.full((1, 1, 1, 2), payload))
+    assert out[0, 0, 0, 1] == expected and model.a_buf[0, 0, 0] == expected
+
+
+BEYOND_INT64 = [np.uint64(2**64 - 1), np.uint64(2**63), np.float64(1e20),
+                np.float64(-(2.0**63)), np.int64(-(2**63))]
+
+
+@pytest.mark.parametrize("overflow", ["error", "wrap", "saturate"])
+@pytest.mark.parametrize("payload", BEYOND_INT64, ids=repr)
+def test_payloads_of_magnitude_2_63_or_more_are_rejected(payload, overflow):
+    """|payload| >= 2**63 cannot be cast to int64 exactly: ValueError, state unchanged."""
+    model = _bitacc_4bit(overflow)
+    model.step(np.full((1, 1, 1), 3))
+    with pytest.raises(ValueError, match=r"s_in graded payloads must lie in .*2\*\*63"):
+        model.step(np.full((1, 1, 1), payload))
+    data = np.zeros((1, 1, 1, 3), np.asarray(payload).dtype)
+    data[..., 2] = payload
+    with pytest.raises(ValueError, match=r"data graded payloads must lie in .*2\*\*63"):
+        model.run(data)
+    assert model.a_buf[0, 0, 0] == 3
+    assert model.step(np.zeros((1, 1, 1)))[0, 0, 0] == 3
+
+
+def test_fixed_accepts_the_whole_int32_range_and_rejects_beyond():
+    """Lava's s_in is int32: -2**31 and 2**31 - 1 are valid payloads, -2**31 - 1 not."""
+    model = PyConvModelFixed(_one_by_one(np.array([1, 1]), num_message_bits=8))
+    model.step(np.array([-(2**31), 2**31 - 1]).reshape(1, 1, 2))
+    assert model.a_buf[0, 0, 0] == wrap_reference(-1, 24)
+    for bad in (-(2**31) - 1, 2**31):
+        with pytest.raises(ValueError, match=r"s_in graded payloads .*int32"):
+            model.step(np.array([bad, 0]).reshape(1, 1, 2))
+    assert model.a_buf[0, 0, 0] == -1
+
+
+# -- exact sums must fit in int64: checked at construction (SPEC 2) ------------------
+def test_fixed_rejects_weights_whose_sums_could_overflow_int64():
+    """8 weights of 2**31 - 1 and int32 payloads: |sum| may reach 8 * (2**31 - 1) * 2**31
+    >= 2**63, so construction fails (naming weight) rather than a later step."""
+    conv = _one_by_one(np.full(8, 2**31 - 1), num_message_bits=24)
+    with pytest.raises(ValueError, match=r"weight .*2\*\*63"):
+        PyConvModelFixed(conv)
+    # boundary: weight_l1 = 8 * 2**29 = 2**32, times 2**31 = 2**63 exactly: rejected
+    with pytest.raises(ValueError, match="weight"):
+        PyConvModelFixed(_one_by_one(np.full(8, 2**29), num_message_bits=24))
+    # binary spikes bound the sum by weight_l1 itself: accepted
+    PyConvModelFixed(_one_by_one(np.full(8, 2**31 - 1)))
+
+
+@pytest.mark.parametrize("payload", [2**31 - 1, -(2**31), 12345])
+def test_largest_accepted_fixed_model_steps_without_overflow(payload):
+    """weight_l1 = 8 * (2**29 - 1) = 2**32 - 8: accepted; every int32 payload then gives
+    an exact int64 sum (no OverflowError), wrapped to 24 bits."""
+    w = np.full(8, 2**29 - 1)
+    model = PyConvModelFixed(_one_by_one(w, num_message_bits=24))
+    x = np.full((1, 1, 8), payload, np.int64)
+    expected = wrap_reference(8 * (2**29 - 1) * payload, 24)
+    model.step(x)
+    assert model.a_buf[0, 0, 0] == expected
+    assert model.run(np.stack([x, x], axis=-1))[0, 0, 0, 1] == expected
+
+
+def test_engine_asked_for_int32_sums_directly():
+    """The model passes out_dtype to the engine: int32 when the bound proves the sums
+    fit (binary spikes, small weights), int64 when it does not (int32 payloads)."""
+    asked = []
+
+    def spy(model):
+        real = model._engine.exact
+
+        def exact(frames, input_max_abs=None, **kw):  # no out_dtype in the signature
+            asked.append(np.dtype(kw.get("out_dtype", np.int64)))
+            return real(frames, input_max_abs, **kw)
+
+        model._engine.exact = exact
+        return model
+
+    spy(PyConvModelFixed(_one_by_one(np.array([1, 2])))).step(np.ones((1, 1, 2)))
+    spy(PyConvModelFixed(_one_by_one(np.array([1, 2]), num_message_bits=8))).run(
+        np.full((1, 1, 2, 2), 2**30))
+    assert asked == [np.dtype(np.int32), np.dtype(np.int64)]
+
+
+# -- every NumPy bool, integer and float input dtype ----------------------------------
+INPUT_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                "uint64", "float16", "float32", "float64", "longdouble", ">i4", "<f8"]
+
+
+def _typed_frames(rng, shape, t, dtype, graded):
+    """Values every dtype holds exactly: 0/1 for bool, else payloads in [-20, 20]
+    (unsigned: [0, 20]); binary float frames also hold fractions (any non-zero spikes)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return [rng.random(shape) < 0.5 for _ in range(t)]
+    lo = 0 if dtype.kind == "u" else -20
+    frames = [rng.integers(lo, 21, shape) * (rng.random(shape) < 0.6) for _ in range(t)]
+    if dtype.kind == "f" and not graded:
+        frames = [f * 0.25 for f in frames]
+    return [f.astype(dtype) for f in frames]
+
+
+@pytest.mark.parametrize("dtype", INPUT_DTYPES)
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("bits", [0, 6])
+def test_every_input_dtype_matches_spec(dtype, name, bits):
+    rng = np.random.default_rng(5)
+    g = dict(input_shape=(4, 3, 2), weight_shape=(3, 2, 2, 2), stride=(1, 1),
+             padding=(1, 0), dilation=(1, 1), groups=1)
+    w = int8_weights(rng, g["weight_shape"])
+    frames = _typed_frames(rng, g["input_shape"], 3, dtype, bits > 0)
+    kw = {"message_overflow": "wrap"} if name == "bitacc" else {}
+    model = MODELS[name](_conv(g, w, num_message_bits=bits), **kw)
+    expected, a_buf = model_reference(frames, w, g, name, num_message_bits=bits,
+                                      **({"message_overflow": "wrap"} if kw else {}))
+    _check_sequence(model, frames, expected, a_buf, exact=name != "float")
+
+
+needs_long_double = pytest.mark.skipif(
+    np.finfo(np.longdouble).nmant <= np.finfo(np.float64).nmant,
+    reason="long double is float64 on this platform")
+
+
+@needs_long_double
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_long_double_spike_below_float64_range_is_a_spike(name):
+    """Any non-zero input is one spike (SPEC 3), even one that float64 rounds to 0."""
+    tiny = np.longdouble("1e-4000")
+    assert tiny != 0 and np.float64(tiny) == 0
+    model = MODELS[name](_one_by_one(np.array([5, 7])))
+    model.step(np.array([tiny, 0], np.longdouble).reshape(1, 1, 2))
+    assert model.a_buf[0, 0, 0] == 5
+
+
+@needs_long_double
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_long_double_graded_payload_uses_its_exact_value(overflow):
+    """2**60 + 1 is exact in long double but not in float64 (which rounds to 2**60):
+    wrap_4 gives 1 (not 0), saturate_4 gives 7."""
+    payload = np.longdouble(2**60) + 1
+    rule = wrap_reference if overflow == "wrap" else saturate_reference
+    model = _bitacc_4bit(overflow)
+    model.step(np.full((1, 1, 1), payload))
+    assert model.a_buf[0, 0, 0] == rule(2**60 + 1, 4)
+
+
+@needs_long_double
+def test_long_double_beyond_float64_range_rejected_by_float_model():
+    model = PyConvModelFloat(_one_by_one(np.array([1.0]), num_message_bits=8))
+    with pytest.raises(ValueError, match="s_in .*float64"):
+        model.step(np.full((1, 1, 1), np.longdouble("1e400")))
+    assert not model.a_buf.any()
+
+
+# -- run: one engine call where memory allows ------------------------------------------
+def test_vgg_layer_runs_100_steps_in_one_engine_call():
+    """The vgg workload (56x56x64, 3x3, 64 outputs) at T=100 needs about 0.3 GB:
+    well under CHUNK_BYTES (2 GiB), so run() does not split it."""
+    from lavaconv.models import CHUNK_BYTES
+    from lavaconv.workloads import WORKLOADS
+
+    wl = WORKLOADS["vgg"]
+    conv = Conv(weight=np.ones(wl.weight_shape, np.int8), input_shape=wl.input_shape,
+                padding=wl.padding)
+    for model in (PyConvModelFixed(conv), PyConvModelBitAcc(conv)):
+        assert model._chunk >= 100
+        assert model._chunk * model._frame_bytes() <= CHUNK_BYTES
+
+
+@pytest.mark.parametrize("name,bits,kw", [("fixed", 0, {}), ("fixed", 8, {}),
+                                          ("bitacc", 8, {"weight_exp": -3}),
+                                          ("float", 0, {})])
+def test_frame_bytes_bounds_what_run_allocates(name, bits, kw):
+    """Traced peak memory of a fresh model's run of T frames stays below
+    (T + 2) * _frame_bytes(): the chunk estimate is not an underestimate."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    conv = Conv(weight=int8_weights(rng, (16, 3, 3, 8)), input_shape=(12, 10, 8),
+                padding=1, num_message_bits=bits, **kw)
+    t = 12
+    data = (rng.integers(-60, 60, (12, 10, 8, t)) * (rng.random((12, 10, 8, t)) < 0.6)
+            ).astype(np.int8)
+    MODELS[name](conv).run(data)  # compile first
+    model = MODELS[name](conv)
+    tracemalloc.start()
+    try:
+        model.run(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= (t + 2) * model._frame_bytes()
+
+
+# -- a_buf ------------------------------------------------------------------------------
+def test_a_buf_is_computed_once_per_state_and_returned_as_copies():
+    model = PyConvModelFixed(_one_by_one(np.array([2, 3])))
+    calls = []
+    real = model._engine.exact
+    model._engine.exact = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    model.step(np.array([1, 1]).reshape(1, 1, 2))
+    n = len(calls)
+    first = model.a_buf
+    first[...] = 99
+    assert model.a_buf[0, 0, 0] == 5 and model.a_buf[0, 0, 0] == 5
+    assert len(calls) == n + 1
+    model.step(np.array([1, 0]).reshape(1, 1, 2))
+    assert model.a_buf[0, 0, 0] == 2
+    model.run(np.zeros((1, 1, 2, 1)))
+    assert model.a_buf[0, 0, 0] == 0
+    model.step(np.array([0, 1]).reshape(1, 1, 2))
+    model.reset()
+    assert model.a_buf[0, 0, 0] == 0
