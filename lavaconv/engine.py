@@ -251,7 +251,7 @@ class ConvEngine:
             self._prepared[dtype] = prepared
         return prepared
 
-    def _prepare_events(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare_events(self, dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
         """Scatter weights ``(we, wr)`` in ``dtype`` (see :func:`kernels.events.scatter_frames`).
 
         ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]`` with ``g = c // Cg``;
