@@ -199,7 +199,7 @@ def scatter_events(offsets, ys, cs, vs, binary, we, xo_of, yo_of, koff, out, n_b
 
 
 @jit_parallel
-def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks, wr, py, columns):
+def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks):
     """Find the events of dense frames and scatter them, in one parallel pass.
 
     Parameters
@@ -215,18 +215,6 @@ def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks, wr, py, co
         Output; every cell is overwritten.
     n_blocks : int
         Blocks of output rows per frame (the parallel grain).
-    wr : ndarray, (KX, C_in, KY * C_out) or (1, 1, 1)
-        Column-run weights for layers with ``sy == dy == 1`` and one group:
-        ``wr[i, c, jj * C_out + k] = we[i, KY-1-jj, c, k]``. Then the ``KY`` taps of an
-        event land on ``KY`` consecutive output pixels of one row, whose channels
-        are one contiguous run of ``KY * C_out`` cells, and an event's column of
-        taps is a single vector loop (measured 1.4x faster per event than one loop
-        per tap on ``vgg``). Events whose column is cut by the output edge take the
-        per-tap loop. Unused when ``columns`` is false.
-    py : int
-        Padding along Y (locates an event's column of outputs).
-    columns : bool
-        Whether ``wr`` holds column runs (``sy == dy == 1`` and one group).
 
     Notes
     -----
@@ -278,22 +266,9 @@ def scatter_frames(rows, c_in, we, xo_of, yo_of, koff, out, n_blocks, wr, py, co
                         y = t // c_in
                         c = t - y * c_in
                         ko = koff[c]
-                        yo0 = y + py - (ky - 1)  # first output column of a run
-                        run = columns and yo0 >= 0 and yo0 + ky <= y_out
                         for i in range(kx):
                             xo = xo_of[xi, i]
                             if xo < a or xo >= e:
-                                continue
-                            if run:
-                                o = out[n, xo].reshape(y_out * c_out)[
-                                    yo0 * c_out:(yo0 + ky) * c_out]
-                                w = wr[i, c]
-                                if v == 1:
-                                    for k in range(ky * c_out):
-                                        o[k] += w[k]
-                                else:
-                                    for k in range(ky * c_out):
-                                        o[k] += v * w[k]
                                 continue
                             orow = out[n, xo]
                             we_i = we[i]

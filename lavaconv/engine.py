@@ -217,8 +217,6 @@ class ConvEngine:
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffers (see _scratch)
         self._sample_start = 0  # first row sampled by estimate_events (rotates)
-        #: The scatter may add an event's column of taps as one run (see _prepare_events).
-        self._columns = g.stride[1] == 1 and g.dilation[1] == 1 and g.groups == 1
         (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
         x_in, y_in, c_in = g.input_shape
         self._xo_of = _tap_table(x_in, kx, sx, px, dx, g.output_shape[0])
@@ -251,17 +249,12 @@ class ConvEngine:
             self._prepared[dtype] = prepared
         return prepared
 
-    def _prepare_events(self, dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
-        """Scatter weights ``(we, wr)`` in ``dtype`` (see :func:`kernels.events.scatter_frames`).
-
-        ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]`` with ``g = c // Cg``;
-        ``wr`` holds the column runs ``wr[i, c, jj*C_out + k] = we[i, KY-1-jj, c, k]``
-        when ``sy == dy == 1`` and ``groups == 1``, else a ``(1, 1, 1)`` placeholder.
-        """
+    def _prepare_events(self, dtype: np.dtype) -> np.ndarray:
+        """Weights as ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]``."""
         key = ("events", dtype)
         prepared = self._prepared.get(key)
         if prepared is not None:
-            return prepared  # type: ignore[return-value]
+            return prepared[0]
         g = self.geometry
         c_out, kx, ky, cg = g.weight_shape
         kg, groups = g.out_per_group, g.groups
@@ -269,14 +262,9 @@ class ConvEngine:
         # (groups, Kg, KX, KY, Cg) -> (KX, KY, groups, Cg, Kg) -> (KX, KY, C_in, Kg)
         we = wf.reshape(groups, kg, kx, ky, cg).transpose(2, 3, 0, 4, 1)
         we = np.ascontiguousarray(we.reshape(kx, ky, groups * cg, kg))
-        if self._columns:
-            wr = np.ascontiguousarray(we[:, ::-1].transpose(0, 2, 1, 3)).reshape(
-                kx, groups * cg, ky * kg)
-        else:
-            wr = np.zeros((1, 1, 1), dtype)
         with self._lock:
-            self._prepared[key] = (we, wr)
-        return we, wr
+            self._prepared[key] = (we,)
+        return we
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """Return a reusable uninitialised buffer, private to the calling thread.
@@ -477,7 +465,7 @@ class ConvEngine:
         ndarray, (N, X_out, Y_out, C_out), ``dtype``
         """
         dtype = np.dtype(dtype)
-        we, _ = self._prepare_events(dtype)
+        we = self._prepare_events(dtype)
         vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
         out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
         threads = _threads.get_num_threads()
@@ -506,7 +494,7 @@ class ConvEngine:
         ndarray, (N, X_out, Y_out, C_out), ``dtype``
         """
         dtype = np.dtype(dtype)
-        we, wr = self._prepare_events(dtype)
+        we = self._prepare_events(dtype)
         frames = np.ascontiguousarray(frames)
         n = frames.shape[0]
         x_in, y_in, c_in = self.geometry.input_shape
@@ -515,7 +503,7 @@ class ConvEngine:
         n_blocks = max(1, -(-_threads.get_num_threads() // n))
         with _threads.launch():
             _events.scatter_frames(rows, c_in, we, self._xo_of, self._yo_of, self._koff, out,
-                                   n_blocks, wr, self.geometry.padding[1], self._columns)
+                                   n_blocks)
         return out
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
