@@ -1,0 +1,8 @@
+"""Numba kernels of lavaconv, installed as ``lavaconv.kernels``.
+
+One module per family: :mod:`.dense` (gather convolution), :mod:`.events`
+(event-driven scatter), :mod:`.accumulate` (wrap/saturate to ``b`` bits),
+:mod:`.sparse_index` (COO indices of the equivalent matrix), :mod:`.layout`
+(time-last to frames). Kernels only loop: every check happens in the wrappers.
+Compiler options live in :mod:`._config`.
+"""
