@@ -51,10 +51,19 @@ def torch_conv(name: str, x: np.ndarray, w: np.ndarray, dtype):
     return run
 
 
+def pytest_configure(config):
+    # Pin glibc's malloc thresholds before anything is timed (both sides; see
+    # lavaconv.bench.tune_malloc for the measured effect).
+    from lavaconv.bench import tune_malloc
+
+    config._lavaconv_malloc_tuned = tune_malloc()
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["lavaconv_note"] = (
         f"{platform.processor() or platform.machine()}, torch threads {TORCH_THREADS}, "
-        f"torch {'not installed' if torch is None else torch.__version__}"
+        f"torch {'not installed' if torch is None else torch.__version__}, "
+        f"malloc thresholds pinned: {getattr(config, '_lavaconv_malloc_tuned', False)}"
     )
 
 
