@@ -520,7 +520,7 @@ class ConvEngine:
 
     # -- computation ---------------------------------------------------------------
     def dense(self, frames: np.ndarray, dtype: np.dtype,
-              out: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, result_dtype=None) -> np.ndarray:
         """Convolve a stack of frames with the dense kernels.
 
         Parameters
@@ -531,12 +531,16 @@ class ConvEngine:
             Accumulator dtype (float32, float64 or int64). For exact integer
             results choose it with :meth:`accumulator_for`.
         out : ndarray, (N, X_out, Y_out, C_out), ``dtype``, C-contiguous, optional
-            Where to write the result (every cell is overwritten); a new array when
+            Where to accumulate (every cell is overwritten); a new array when
             omitted.
+        result_dtype : numpy.dtype, optional
+            Return the result cast to this dtype, cast row by row inside the kernel
+            (``out`` is then only the accumulator). The values must fit (exact
+            integer sums under the engine's bound do).
 
         Returns
         -------
-        ndarray, (N, X_out, Y_out, C_out), ``dtype``
+        ndarray, (N, X_out, Y_out, C_out), ``dtype`` (or ``result_dtype``)
         """
         g = self.geometry
         dtype = np.dtype(dtype)
@@ -548,13 +552,18 @@ class ConvEngine:
         xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         if out is None:
             out = np.empty((n,) + g.output_shape, dtype=dtype)
+        cast = result_dtype is not None and np.dtype(result_dtype) != dtype
+        if cast:
+            res = np.empty((n,) + g.output_shape, dtype=result_dtype)
+        else:
+            res = np.empty((0, 1, 1, 1), dtype)  # the kernels' "no cast"
         sx, sy = g.stride
         dx, dy = g.dilation
         ky = g.kernel_size[1]
         with _threads.launch():
             _dense.pad_cast(np.ascontiguousarray(frames), xp, px, py)
             if self.depthwise:
-                _dense.conv_dense_depthwise(xpf, w, out, c_in, ky, sx, sy, dx, dy)
+                _dense.conv_dense_depthwise(xpf, w, out, c_in, ky, sx, sy, dx, dy, res)
             else:
                 cg = g.in_per_group
                 if dy == 1 and g.groups == 1:
@@ -562,8 +571,8 @@ class ConvEngine:
                 else:
                     nj, run = ky, cg
                 _dense.conv_dense_dot(xpf, w, out, c_in, cg, ky, sx, sy, dx, dy, g.groups,
-                                      nj, run)
-        return out
+                                      nj, run, res)
+        return res if cast else out
 
     def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto") -> np.ndarray:
         """Convolve frames in accumulator ``dtype`` by the chosen path.
@@ -659,4 +668,4 @@ class ConvEngine:
         # exact float (or int64) accumulator in scratch, one cast into the result
         acc = self._scratch("accumulator", (frames.shape[0],) + self.geometry.output_shape,
                             dense_dtype)
-        return self.dense(frames, dense_dtype, out=acc).astype(out_dtype)
+        return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype)
