@@ -7,8 +7,11 @@ write a contiguous ``dst`` of the same shape, fusing the message rule into the
 transpose. NumPy's strided ``np.not_equal(view, 0, out=dst)`` measured 25 ms for the
 ``vgg`` input at T = 100 (about as long as the 100 event-driven kernel calls it
 feeds), a row-blocked NumPy loop 12 ms, this kernel 6 ms (2 threads, shared
-machine): for each pixel ``(x, y)`` it transposes one ``C x T`` tile, which sits in
-L1 (looping ``t`` outside ``y`` instead measured 8.4 ms).
+machine): it transposes one ``(Y-block x C) x T`` tile at a time, the Y-block
+holding at least ``_TILE`` elements per frame, so the tile sits in L1 and each
+frame receives a contiguous run. With one pixel per tile, layers with few channels
+(``dvs128``, C = 2) wrote 2 bytes per frame per pixel: 2.6 ms per call at T = 100,
+against 2.1 ms tiled (``vgg``, C = 64, is unchanged at 6.4 ms).
 
 Parallelism: ``prange`` over X; iteration ``x`` writes only ``dst[:, x]``, so there
 are no races.
@@ -21,6 +24,9 @@ from numba import prange
 from ._config import jit_parallel
 
 __all__ = ["copy_to_frames", "spikes_to_frames"]
+
+#: Elements per frame in one transposed tile (a Y-block of ``_TILE // C`` pixels).
+_TILE = 64
 
 
 @jit_parallel
@@ -36,11 +42,14 @@ def spikes_to_frames(src, dst):
 
     """
     n_t, n_x, n_y, n_c = dst.shape
+    yb = max(1, _TILE // n_c)
     for x in prange(n_x):
-        for y in range(n_y):
+        for y0 in range(0, n_y, yb):
+            y1 = min(y0 + yb, n_y)
             for t in range(n_t):
-                for c in range(n_c):
-                    dst[t, x, y, c] = src[t, x, y, c] != 0
+                for y in range(y0, y1):
+                    for c in range(n_c):
+                        dst[t, x, y, c] = src[t, x, y, c] != 0
 
 
 @jit_parallel
@@ -56,8 +65,11 @@ def copy_to_frames(src, dst):
 
     """
     n_t, n_x, n_y, n_c = dst.shape
+    yb = max(1, _TILE // n_c)
     for x in prange(n_x):
-        for y in range(n_y):
+        for y0 in range(0, n_y, yb):
+            y1 = min(y0 + yb, n_y)
             for t in range(n_t):
-                for c in range(n_c):
-                    dst[t, x, y, c] = src[t, x, y, c]
+                for y in range(y0, y1):
+                    for c in range(n_c):
+                        dst[t, x, y, c] = src[t, x, y, c]
