@@ -5,6 +5,8 @@ Each group lists, for T = 100 binary frames at one density:
 
 * ``mode=run``: ``PyConvModelFixed(conv).run(data)`` on ``(X, Y, C, T)`` int8 data, all
   of it: input checks, the spike rule, the time-last layout, the delay, the 24-bit wrap;
+* ``mode=run_out``: the same with ``out=`` the buffer of an earlier run, as a simulation
+  run chunk by chunk would (no fresh 80 MB result to fault in on ``vgg``);
 * ``mode=single``: ``T`` calls of ``engine.exact`` on one prepared bool frame each
   (the kernel alone, the WORKLOADS.md baseline);
 * ``mode=batch``: one ``engine.exact`` call over all ``T`` prepared frames (the floor);
@@ -38,7 +40,7 @@ def _setup(workload: str, density: float):
     return wl, weight, data, conv, frames
 
 
-@pytest.mark.parametrize("mode", ["run", "single", "batch", "steps"])
+@pytest.mark.parametrize("mode", ["run", "run_out", "single", "batch", "steps"])
 @pytest.mark.parametrize("workload,density", CASES)
 def test_run_vs_single_steps(benchmark, workload, density, mode):
     wl, weight, data, conv, frames = _setup(workload, density)
@@ -60,6 +62,12 @@ def test_run_vs_single_steps(benchmark, workload, density, mode):
         def fn():
             model.reset()
             return model.run(data)
+    elif mode == "run_out":
+        buf = model.run(data)
+
+        def fn():
+            model.reset()
+            return model.run(data, out=buf)
     elif mode == "steps":
         def fn():
             model.reset()

@@ -475,7 +475,8 @@ class ConvEngine:
                                    we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
         return out
 
-    def events(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def events(self, frames: np.ndarray, dtype: np.dtype,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Convolve a stack of frames with the event-driven (scatter) kernel.
 
         Events are found and scattered in one parallel pass
@@ -488,6 +489,8 @@ class ConvEngine:
         dtype : numpy.dtype
             Accumulator dtype (int32, int64, float32 or float64). Integer dtypes
             are exact when the bound of the module docstring is below their range.
+        out : ndarray, optional
+            Where to write the result (checked by :meth:`exact`); new when omitted.
 
         Returns
         -------
@@ -499,7 +502,8 @@ class ConvEngine:
         n = frames.shape[0]
         x_in, y_in, c_in = self.geometry.input_shape
         rows = frames.reshape(n * x_in, y_in * c_in)
-        out = np.empty((n,) + self.geometry.output_shape, dtype=dtype)
+        if out is None:
+            out = np.empty((n,) + self.geometry.output_shape, dtype=dtype)
         n_blocks = max(1, -(-_threads.get_num_threads() // n))
         with _threads.launch():
             _events.scatter_frames(rows, c_in, we, self._xo_of, self._yo_of, self._koff, out,
@@ -520,7 +524,8 @@ class ConvEngine:
 
     # -- computation ---------------------------------------------------------------
     def dense(self, frames: np.ndarray, dtype: np.dtype,
-              out: np.ndarray | None = None, result_dtype=None) -> np.ndarray:
+              out: np.ndarray | None = None, result_dtype=None,
+              result: np.ndarray | None = None) -> np.ndarray:
         """Convolve a stack of frames with the dense kernels.
 
         Parameters
@@ -537,6 +542,8 @@ class ConvEngine:
             Return the result cast to this dtype, cast row by row inside the kernel
             (``out`` is then only the accumulator). The values must fit (exact
             integer sums under the engine's bound do).
+        result : ndarray, optional
+            Where to write the cast result (with ``result_dtype``); new when omitted.
 
         Returns
         -------
@@ -554,7 +561,8 @@ class ConvEngine:
             out = np.empty((n,) + g.output_shape, dtype=dtype)
         cast = result_dtype is not None and np.dtype(result_dtype) != dtype
         if cast:
-            res = np.empty((n,) + g.output_shape, dtype=result_dtype)
+            res = (np.empty((n,) + g.output_shape, dtype=result_dtype) if result is None
+                   else result)
         else:
             res = np.empty((0, 1, 1, 1), dtype)  # the kernels' "no cast"
         sx, sy = g.stride
@@ -615,7 +623,8 @@ class ConvEngine:
         return max_abs(frames)
 
     def exact(self, frames: np.ndarray, input_max_abs: int | None = None, *,
-              path: str = "auto", out_dtype=np.int64) -> np.ndarray:
+              path: str = "auto", out_dtype=np.int64,
+              out: np.ndarray | None = None) -> np.ndarray:
         """Exact integer convolution of integer or bool frames.
 
         Parameters
@@ -632,6 +641,11 @@ class ConvEngine:
         out_dtype : int64 or int32, keyword-only
             Result dtype. int32 is accepted only when the bound proves every sum
             fits (else ``OverflowError``); it halves the memory traffic.
+        out : ndarray, keyword-only, optional
+            A writeable C-contiguous ``out_dtype`` array of the result's shape to
+            write into (NumPy's ``out=``): reusing one across calls spares the page
+            faults of a fresh multi-megabyte result (measured 5.5 ms of a 30 ms
+            100-frame call on ``vgg``). Checked before anything is computed.
 
         Returns
         -------
@@ -649,6 +663,16 @@ class ConvEngine:
         if out_dtype not in _INT_DTYPES:
             raise ValueError(f"out_dtype must be int64 or int32, got {out_dtype}.")
         frames = np.ascontiguousarray(frames)
+        if out is not None:
+            shape = (frames.shape[0],) + self.geometry.output_shape
+            if (not isinstance(out, np.ndarray) or out.shape != shape
+                    or out.dtype != out_dtype or not out.flags.c_contiguous
+                    or not out.flags.writeable):
+                raise ValueError(
+                    f"out must be a writeable C-contiguous {out_dtype} array of shape "
+                    f"{shape}, got "
+                    f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}."
+                )
         bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
         dense_dtype = self.accumulator_for(bound)  # raises beyond int64
         if bound * self.weight_l1 >= _INT_DTYPES[out_dtype]:
@@ -662,10 +686,10 @@ class ConvEngine:
         if path == "events" or (path == "auto" and self.choose_path(
                 self.estimate_events(frames), frames.shape[0], out_dtype.itemsize,
                 dense_dtype.itemsize) == "events"):
-            return self.events(frames, out_dtype)
+            return self.events(frames, out_dtype, out=out)
         if dense_dtype == out_dtype:
-            return self.dense(frames, dense_dtype)
+            return self.dense(frames, dense_dtype, out=out)
         # exact float (or int64) accumulator in scratch, one cast into the result
         acc = self._scratch("accumulator", (frames.shape[0],) + self.geometry.output_shape,
                             dense_dtype)
-        return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype)
+        return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype, result=out)

@@ -74,8 +74,9 @@ __all__ = [
 #: ``messages(src, dst)``: the message rule, from a (strided) ``(M, X, Y, C)`` input view
 #: into a contiguous ``dst`` of the model's message dtype.
 MessageRule = Callable[[np.ndarray, np.ndarray], None]
-#: ``synapse(messages) -> accumulator``: ``(M, X, Y, C)`` -> ``(M, X_out, Y_out, C_out)``.
-Synapse = Callable[[np.ndarray], np.ndarray]
+#: ``synapse(messages, out) -> accumulator``: ``(M, X, Y, C)`` -> ``(M, X_out, Y_out, C_out)``,
+#: written into ``out`` (and returned) when ``out`` is not None.
+Synapse = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 #: Estimated working memory above which :func:`conv_run` splits the engine call.
 CHUNK_BYTES = 2 * 2**30
@@ -110,11 +111,12 @@ def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
     """
     new_state = np.empty(state.shape, state.dtype)
     messages(s_in[np.newaxis], new_state[np.newaxis])
-    return new_state, synapse(state[np.newaxis])[0]
+    return new_state, synapse(state[np.newaxis], None)[0]
 
 
 def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synapse: Synapse,
-             chunk: int = 1 << 62) -> tuple[np.ndarray, np.ndarray]:
+             chunk: int = 1 << 62, out: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """``T >= 1`` timesteps of ``N`` independent samples at once.
 
     ``a_out[n, 0] = f(state[n])``, ``a_out[n, t] = f(m(frames[n, t - 1]))``; the new
@@ -132,6 +134,8 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
         As in :func:`conv_step`.
     chunk : int, optional
         Largest number of frames per ``synapse`` call.
+    out : ndarray, (N, T, X_out, Y_out, C_out), C-contiguous, optional
+        Where to write ``a_out`` (returned); new when omitted.
 
     Returns
     -------
@@ -149,12 +153,17 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
     new_state = np.empty(state.shape, state.dtype)
     messages(frames[:, t - 1], new_state)
     flat = buf.reshape((n * t,) + shape)
-    out = synapse(flat[:chunk])
+    if out is not None:  # every piece written in place
+        flat_out = out.reshape((n * t,) + out.shape[2:])
+        for start in range(0, n * t, chunk):
+            synapse(flat[start:start + chunk], flat_out[start:start + chunk])
+        return new_state, out
+    out = synapse(flat[:chunk], None)
     if n * t > chunk:  # split: copy the pieces into one output
         whole = np.empty((n * t,) + out.shape[1:], out.dtype)
         whole[:chunk] = out
         for start in range(chunk, n * t, chunk):
-            whole[start:start + chunk] = synapse(flat[start:start + chunk])
+            synapse(flat[start:start + chunk], whole[start:start + chunk])
         out = whole
     return new_state, out.reshape((n, t) + out.shape[1:])
 
@@ -165,15 +174,26 @@ def _int32_fits(engine: ConvEngine, max_abs: int) -> bool:
     return max_abs * engine.weight_l1 <= _INT32_MAX
 
 
-def _exact(engine: ConvEngine, messages: np.ndarray, max_abs: int, int32: bool = False
-           ) -> np.ndarray:
+def _exact(engine: ConvEngine, messages: np.ndarray, max_abs: int, int32: bool = False,
+           out: np.ndarray | None = None) -> np.ndarray:
     """``engine.exact``: int64 sums, or int32 when asked and proven to fit.
 
     The engine writes int32 sums directly, which halves the memory traffic of the
     scatter and spares the cast to the model's int32 output.
     """
     out_dtype = np.int32 if int32 and _int32_fits(engine, max_abs) else np.int64
+    if out is not None and out.dtype == out_dtype:
+        return engine.exact(messages, input_max_abs=max_abs, out_dtype=out_dtype, out=out)
     return engine.exact(messages, input_max_abs=max_abs, out_dtype=out_dtype)
+
+
+def _into(out: np.ndarray | None, values: np.ndarray) -> np.ndarray:
+    """Return ``values``, copied into ``out`` first when ``out`` is given (and differs)."""
+    if out is None:
+        return values
+    if values is not out:
+        np.copyto(out, values, casting="same_kind")
+    return out
 
 
 class _PyConvModel:
@@ -302,7 +322,8 @@ class _PyConvModel:
         return self._a_buf.copy()
 
     # -- the hook ------------------------------------------------------------------
-    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
+    def _accumulate(self, messages: np.ndarray, max_abs: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Compute the model's accumulator values for a stack of messages.
 
         Parameters
@@ -311,6 +332,8 @@ class _PyConvModel:
             Messages after the rule of SPEC 3: bool (binary), int32 or float64.
         max_abs : int
             Bound on ``|messages|``.
+        out : ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`, optional
+            Where to write the values (then returned); new when omitted.
 
         Returns
         -------
@@ -454,11 +477,11 @@ class _PyConvModel:
         x, bound = self._validate(x, "s_in")
         old_bound = self._state_bound
         new_state, a_out = conv_step(self._state, x, self._messages,
-                                     lambda m: self._accumulate(m, old_bound))
+                                     lambda m, o: self._accumulate(m, old_bound, o))
         self._set_state(new_state, bound)
         return a_out
 
-    def run(self, data: np.ndarray) -> np.ndarray:
+    def run(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Run a whole sequence: ``T = data.shape[-1]`` timesteps (SPEC 6 timing).
 
         Equivalent to ``T`` calls of :meth:`step` (the delay carries over between
@@ -469,20 +492,28 @@ class _PyConvModel:
         data : array_like, (X, Y, C_in, T) or (N, X, Y, C_in, T)
             Time is the last axis (Lava's RingBuffer convention); an optional leading
             axis holds ``N`` independent samples. Dtypes as for :meth:`step`.
+        out : ndarray, optional
+            A writeable array of the result's shape and :attr:`out_dtype` to write
+            into and return (NumPy's ``out=``). An array that an earlier ``run``
+            returned is written in place with no copy: a long simulation run chunk
+            by chunk then reuses one buffer instead of faulting in fresh pages for
+            every chunk (measured 5.5 ms of a 30 ms 100-step ``vgg`` run). Other
+            layouts receive one copy.
 
         Returns
         -------
         ndarray, (X_out, Y_out, C_out, T) or (N, X_out, Y_out, C_out, T)
             ``out[..., 0]`` is the buffered state (zeros on a fresh model) and
             ``out[..., t]`` the result of ``data[..., t - 1]``. A time-last view of a
-            frames-first array (not C-contiguous; ``np.ascontiguousarray`` copies it).
+            frames-first array (not C-contiguous; ``np.ascontiguousarray`` copies it),
+            or ``out`` when given.
 
         Raises
         ------
         ValueError
-            Wrong shape or dtype, non-finite values, invalid graded payloads, or a
-            batch size that differs from the one the model holds. The state is then
-            unchanged.
+            Wrong shape or dtype, non-finite values, invalid graded payloads, a
+            batch size that differs from the one the model holds, or an ``out`` of the
+            wrong shape or dtype. The state is then unchanged.
 
         Notes
         -----
@@ -515,6 +546,14 @@ class _PyConvModel:
                 f"the model holds states of a batch of {state.shape[0]} samples; pass "
                 f"data of shape (N, X, Y, C, T) with N={state.shape[0]}, or reset()."
             )
+        expected = ((x.shape[0],) if batched else ()) + self.geometry.output_shape + (
+            x.shape[-1],)
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != expected
+                                or out.dtype != self.out_dtype or not out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable {self.out_dtype} array of shape {expected}, got "
+                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}."
+            )
         x, bound = self._validate(x, "data")
         if batched:
             if state.ndim == 3:
@@ -525,13 +564,24 @@ class _PyConvModel:
             frames = np.moveaxis(x, -1, 0)[np.newaxis]
         n, t = frames.shape[:2]
         if t == 0:
-            return np.zeros(((n,) if batched else ()) + self.geometry.output_shape + (0,),
-                            self.out_dtype)
+            return out if out is not None else np.zeros(expected, self.out_dtype)
+        # frames-first view of ``out``: written in place when it is C-contiguous
+        direct = None
+        if out is not None:
+            direct = np.moveaxis(out, -1, 1) if batched else np.moveaxis(out, -1, 0)[None]
+            if not direct.flags.c_contiguous:
+                direct = None
         both = max(bound, self._state_bound)
         new_state, a_out = conv_run(state, frames, self._messages,
-                                    lambda m: self._accumulate(m, both), self._chunk)
+                                    lambda m, o: self._accumulate(m, both, o), self._chunk,
+                                    out=direct)
         self._set_state(new_state if batched else new_state[0], bound)
-        return np.moveaxis(a_out, 1, -1) if batched else np.moveaxis(a_out[0], 0, -1)
+        result = np.moveaxis(a_out, 1, -1) if batched else np.moveaxis(a_out[0], 0, -1)
+        if out is None:
+            return result
+        if direct is None:
+            out[...] = result
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conv!r})"
@@ -559,9 +609,10 @@ class PyConvModelFloat(_PyConvModel):
         self.weight = np.asarray(conv.weight.init, np.float64)
         self._set_engine(self.weight)
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
+    def _accumulate(self, messages: np.ndarray, max_abs: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Float64 sum, no clamp."""
-        return self._engine.dense(messages, np.dtype(np.float64))
+        return self._engine.dense(messages, np.dtype(np.float64), out=out)
 
 
 class PyConvModelFixed(_PyConvModel):
@@ -620,15 +671,16 @@ class PyConvModelFixed(_PyConvModel):
             return 4  # int32 sums are the result
         return 8 + 8 + 4  # int64 sums, their wrap, the int32 result
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
+    def _accumulate(self, messages: np.ndarray, max_abs: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Exact sum, then ``wrap_to_bits(., 24)``."""
         half = 1 << (self.num_accum_bits - 1)
         if max_abs * self._engine.weight_l1 < half:
             # proven |sum| < 2**23: the wrap is the identity
-            sums = _exact(self._engine, messages, max_abs, int32=True)
+            sums = _exact(self._engine, messages, max_abs, int32=True, out=out)
         else:
             sums = wrap_to_bits(_exact(self._engine, messages, max_abs), self.num_accum_bits)
-        return sums.astype(np.int32, copy=False)
+        return _into(out, sums.astype(np.int32, copy=False))
 
 
 _EXPONENT_MODES = ("post_accumulate", "per_weight")
@@ -792,7 +844,8 @@ class PyConvModelBitAcc(_PyConvModel):
         fn = wrap_to_bits if self.message_overflow == "wrap" else saturate_to_bits
         dst[...] = fn(wide, self.num_message_bits)
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int) -> np.ndarray:
+    def _accumulate(self, messages: np.ndarray, max_abs: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Exact sum, ``2**weight_exp`` (post-accumulation mode), then wrap or saturate."""
         shift = self._shifts()
         sums = _exact(self._engine, messages, max_abs, int32=not shift)
@@ -804,4 +857,4 @@ class PyConvModelBitAcc(_PyConvModel):
             sums = wrap_to_bits(sums, self.num_accum_bits)
         else:
             sums = saturate_to_bits(sums, self.num_accum_bits)
-        return sums.astype(np.int32, copy=False)
+        return _into(out, sums.astype(np.int32, copy=False))

@@ -184,3 +184,32 @@ def test_public_names():
     assert lavaconv.conv_events is conv_events
     assert callable(lavaconv.warmup)
     assert callable(lavaconv.set_num_threads) and callable(lavaconv.get_num_threads)
+
+
+@given(g=geometries(), seed=seeds(), path=st.sampled_from(["dense", "events", "auto"]),
+       out_dtype=st.sampled_from([np.int32, np.int64]))
+def test_exact_writes_into_out(g, seed, path, out_dtype):
+    """``exact(..., out=buf)`` returns ``buf`` holding the reference result."""
+    rng = np.random.default_rng(seed)
+    frames = (rng.random((2,) + g["input_shape"]) < 0.3).astype(np.int8)
+    w = rng.integers(-128, 128, g["weight_shape"]).astype(np.int8)
+    geom = validate_geometry(g["input_shape"], g["weight_shape"], g["stride"], g["padding"],
+                             g["dilation"], g["groups"])
+    e = ConvEngine(w, geom)
+    buf = np.full((2,) + geom.output_shape, 7, out_dtype)
+    assert e.exact(frames, path=path, out_dtype=out_dtype, out=buf) is buf
+    for i in range(2):
+        expected = conv_reference(frames[i], w, g["stride"], g["padding"], g["dilation"],
+                                  g["groups"])
+        np.testing.assert_array_equal(buf[i], expected)
+
+
+def test_exact_rejects_a_bad_out():
+    wl = WORKLOADS["nmnist"]
+    x, w = wl.make(0.1)
+    e = ConvEngine(w, wl.geometry)
+    shape = (1,) + wl.geometry.output_shape
+    for bad in (np.zeros(shape, np.int32), np.zeros(shape[:-1] + (3,), np.int64),
+                np.zeros(shape, np.int64)[..., ::2], np.zeros(shape, np.int64).T):
+        with pytest.raises(ValueError, match="out must be"):
+            e.exact(x[None], out=bad)

@@ -58,6 +58,18 @@ def _check_sequence(model, frames, expected, a_buf, exact=True):
     cut = t // 2
     first, second = model.run(data[..., :cut]), model.run(data[..., cut:])
     assert_eq(np.concatenate([first, second], axis=-1), out)
+    # out=: a plain time-last array receives one copy; a run's own result is
+    # written in place (both pre-filled with garbage, so a skipped write shows)
+    model.reset()
+    plain = np.full(out.shape, 7, out.dtype)
+    assert model.run(data, out=plain) is plain
+    assert_eq(plain, out)
+    model.reset()
+    reused = model.run(data)
+    reused[...] = 7
+    model.reset()
+    assert model.run(data, out=reused) is reused
+    assert_eq(reused, out)
 
 
 @given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 4),
@@ -459,8 +471,12 @@ def test_functional_core_is_pure():
     def messages(src, dst):
         dst[...] = src
 
-    def synapse(m):
-        return m.sum(axis=(1, 2, 3))[:, None, None, None] + 1
+    def synapse(m, out):  # the Synapse contract: write into ``out`` when given
+        value = m.sum(axis=(1, 2, 3))[:, None, None, None] + 1
+        if out is None:
+            return value
+        out[...] = value
+        return out
 
     state = np.zeros((2, 1, 1), np.int64)
     new, out = conv_step(state, np.full((2, 1, 1), 3), messages, synapse)
@@ -471,6 +487,10 @@ def test_functional_core_is_pure():
     assert outs.ravel().tolist() == [1, 1, 2] and new.ravel().tolist() == [2]
     new2, outs2 = conv_run(np.zeros((1, 1, 1, 1), np.int64), frames, messages, synapse, chunk=2)
     assert outs2.ravel().tolist() == [1, 1, 2] and new2.ravel().tolist() == [2]
+    given = np.full((1, 3, 1, 1, 1), -5, np.int64)
+    new3, outs3 = conv_run(np.zeros((1, 1, 1, 1), np.int64), frames, messages, synapse,
+                           chunk=2, out=given)
+    assert outs3 is given and given.ravel().tolist() == [1, 1, 2]
 
 
 def test_top_level_exports():
@@ -715,3 +735,22 @@ def test_a_buf_is_computed_once_per_state_and_returned_as_copies():
     model.step(np.array([0, 1]).reshape(1, 1, 2))
     model.reset()
     assert model.a_buf[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_run_rejects_a_bad_out_and_keeps_its_state(name):
+    """A wrong shape or dtype for ``out`` is a ValueError naming it, before any work."""
+    conv = Conv(weight=np.ones((2, 3, 3, 1), np.int8), input_shape=(5, 5, 1), padding=1)
+    model = MODELS[name](conv)
+    model.step(np.ones((5, 5, 1), np.int8))
+    before = model.a_buf
+    data = np.ones((5, 5, 1, 3), np.int8)
+    good = model.run(data)
+    model.reset()
+    model.step(np.ones((5, 5, 1), np.int8))
+    for bad in (np.zeros(good.shape[:-1] + (2,), good.dtype),
+                np.zeros(good.shape, np.int16 if good.dtype != np.int16 else np.int64),
+                [0] * 3):
+        with pytest.raises(ValueError, match="out must be"):
+            model.run(data, out=bad)
+        np.testing.assert_array_equal(model.a_buf, before)
