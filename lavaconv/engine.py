@@ -58,7 +58,7 @@ PATHS = ("auto", "dense", "events")
 # Only the *ratio* of the two predictions matters (it picks the path); near the
 # crossover both paths take about the same time, so a small error costs little.
 # Fitted against (measured ms): dense vgg 1.54, mid 1.5, dil_grp 0.42, dvs128 0.32,
-# nmnist 0.057, depthwise 0.186; events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
+# nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast terms); events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
 # ~18 ns on dvs128, ~9 ns on dil_grp, plus ~17 us fixed for a 1 MB output.
 _COST = {
     # dense: fixed call overhead, pad/cast per input element, cast per output element
@@ -317,6 +317,8 @@ class ConvEngine:
         if self.depthwise:
             vectors = n_frames * x_out * y_out * kx * ky * -(-c_out // 16)
             dense += vectors * c["dw_vector"] * dwide
+            if g.stride[1] == 1:  # the unpadded kernel: no padded copy, cast in place
+                dense -= n_in * c["dense_per_in"] + n_out * c["dense_per_out"]
         else:
             if g.dilation[1] == 1 and g.groups == 1:
                 nj, run = 1, ky * g.in_channels
@@ -555,6 +557,9 @@ class ConvEngine:
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
+        direct = self._direct_input(frames, dtype)
+        if direct is not None:  # depthwise, sy == 1: no padded copy
+            return self._depthwise_direct(direct, w, dtype, out, result_dtype, result)
         xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
         xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         if out is None:
@@ -580,6 +585,45 @@ class ConvEngine:
                     nj, run = ky, cg
                 _dense.conv_dense_dot(xpf, w, out, c_in, cg, ky, sx, sy, dx, dy, g.groups,
                                       nj, run, res)
+        return res if cast else out
+
+    def _direct_input(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+        """Frames as ``(N, X, Y * C)`` for the unpadded depthwise kernel, or None.
+
+        Used for depthwise layers with ``sy == 1`` whose input is bool or a 1- or
+        2-byte integer (exact in a float32 or float64 accumulator, and cheap to
+        convert in the inner loop), or a float of the accumulator's dtype.
+        """
+        g = self.geometry
+        if not (self.depthwise and g.stride[1] == 1 and dtype.kind == "f"):
+            return None
+        fd = frames.dtype
+        if fd == np.bool_:
+            frames = frames.view(np.uint8)
+        elif not ((fd.kind in "iu" and fd.itemsize <= 2) or fd == dtype):
+            return None
+        frames = np.ascontiguousarray(frames)
+        x_in, y_in, c_in = g.input_shape
+        return frames.reshape(frames.shape[0], x_in, y_in * c_in)
+
+    def _depthwise_direct(self, x: np.ndarray, w: np.ndarray, dtype: np.dtype,
+                          out: np.ndarray | None, result_dtype, result: np.ndarray | None
+                          ) -> np.ndarray:
+        """Run :func:`kernels.dense.conv_dense_depthwise_direct` (see :meth:`dense`)."""
+        g = self.geometry
+        n = x.shape[0]
+        if out is None:
+            out = np.empty((n,) + g.output_shape, dtype=dtype)
+        cast = result_dtype is not None and np.dtype(result_dtype) != dtype
+        if cast:
+            res = (np.empty((n,) + g.output_shape, dtype=result_dtype) if result is None
+                   else result)
+        else:
+            res = np.empty((0, 1, 1, 1), dtype)
+        with _threads.launch():
+            _dense.conv_dense_depthwise_direct(
+                x, w, out, g.in_channels, g.kernel_size[1], g.stride[0], g.dilation[0],
+                g.dilation[1], g.padding[0], g.padding[1], res)
         return res if cast else out
 
     def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto") -> np.ndarray:

@@ -206,3 +206,26 @@ def test_works_without_torch():
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint8, np.int16, np.uint16,
+                                   np.float32, np.int32])
+@given(seed=seeds(), c=st.integers(1, 5), kx=st.integers(1, 4), ky=st.integers(1, 4),
+       sx=st.integers(1, 3), dx=st.integers(1, 3), dy=st.integers(1, 3),
+       px=st.integers(0, 4), py=st.integers(0, 4), x=st.integers(1, 9), y=st.integers(1, 9))
+def test_depthwise_unpadded_kernel(dtype, seed, c, kx, ky, sx, dx, dy, px, py, x, y):
+    """Depthwise layers with sy == 1 read the unpadded input (engine._direct_input for
+    bool and 1-2 byte ints, and floats of the accumulator's dtype; int32 takes the
+    padded path): both must equal the reference, including padding wider than the
+    kernel and rows or columns that see only padding."""
+    from hypothesis import assume
+
+    assume(x + 2 * px >= dx * (kx - 1) + 1 and y + 2 * py >= dy * (ky - 1) + 1)
+    rng = np.random.default_rng(seed)
+    inp = rng.integers(0, 4, (x, y, c)).astype(dtype)
+    w = rng.integers(-128, 128, (c, kx, ky, 1)).astype(
+        np.float32 if dtype == np.float32 else np.int32)
+    expected = conv_reference(inp.astype(np.int64), w.astype(np.int64), (sx, 1), (px, py),
+                              (dx, dy), c)
+    got = utils.conv(inp, w, (kx, ky), (sx, 1), (px, py), (dx, dy), c)
+    np.testing.assert_array_equal(got, expected)
