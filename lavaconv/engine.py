@@ -58,7 +58,8 @@ PATHS = ("auto", "dense", "events")
 # Only the *ratio* of the two predictions matters (it picks the path); near the
 # crossover both paths take about the same time, so a small error costs little.
 # Fitted against (measured ms): dense vgg 1.54, mid 1.5, dil_grp 0.42, dvs128 0.32,
-# nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast terms); events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
+# nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast terms);
+# events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
 # ~18 ns on dvs128, ~9 ns on dil_grp, plus ~17 us fixed for a 1 MB output.
 _COST = {
     # dense: fixed call overhead, pad/cast per input element, cast per output element
