@@ -558,11 +558,6 @@ class ConvEngine:
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
-        direct = self._direct_input(frames, dtype)
-        if direct is not None:  # depthwise, sy == 1: no padded copy
-            return self._depthwise_direct(direct, w, dtype, out, result_dtype, result)
-        xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
-        xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         if out is None:
             out = np.empty((n,) + g.output_shape, dtype=dtype)
         cast = result_dtype is not None and np.dtype(result_dtype) != dtype
@@ -571,6 +566,15 @@ class ConvEngine:
                    else result)
         else:
             res = np.empty((0, 1, 1, 1), dtype)  # the kernels' "no cast"
+        direct = self._direct_input(frames, dtype)
+        if direct is not None:  # depthwise, sy == 1: no padded copy
+            with _threads.launch():
+                _dense.conv_dense_depthwise_direct(
+                    direct, w, out, c_in, g.kernel_size[1], g.stride[0], g.dilation[0],
+                    g.dilation[1], px, py, res)
+            return res if cast else out
+        xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
+        xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         sx, sy = g.stride
         dx, dy = g.dilation
         ky = g.kernel_size[1]
@@ -606,26 +610,6 @@ class ConvEngine:
         frames = np.ascontiguousarray(frames)
         x_in, y_in, c_in = g.input_shape
         return frames.reshape(frames.shape[0], x_in, y_in * c_in)
-
-    def _depthwise_direct(self, x: np.ndarray, w: np.ndarray, dtype: np.dtype,
-                          out: np.ndarray | None, result_dtype, result: np.ndarray | None
-                          ) -> np.ndarray:
-        """Run :func:`kernels.dense.conv_dense_depthwise_direct` (see :meth:`dense`)."""
-        g = self.geometry
-        n = x.shape[0]
-        if out is None:
-            out = np.empty((n,) + g.output_shape, dtype=dtype)
-        cast = result_dtype is not None and np.dtype(result_dtype) != dtype
-        if cast:
-            res = (np.empty((n,) + g.output_shape, dtype=result_dtype) if result is None
-                   else result)
-        else:
-            res = np.empty((0, 1, 1, 1), dtype)
-        with _threads.launch():
-            _dense.conv_dense_depthwise_direct(
-                x, w, out, g.in_channels, g.kernel_size[1], g.stride[0], g.dilation[0],
-                g.dilation[1], g.padding[0], g.padding[1], res)
-        return res if cast else out
 
     def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto") -> np.ndarray:
         """Convolve frames in accumulator ``dtype`` by the chosen path.
