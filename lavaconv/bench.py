@@ -10,7 +10,9 @@ For every workload of :data:`lavaconv.workloads.WORKLOADS` and every density of
   with layouts converted outside the timed region (skipped without torch);
 
 after checking every result against ``conv_scipy`` (that first call also compiles).
-Times are the minimum and the median over repeated calls.
+Times are the minimum and the median over repeated calls; our three paths and
+torch's two are timed in alternating bursts (:func:`_timeit_interleaved`), so
+their ratios come from the same stretch of time.
 
 JSON schema (``lavaconv-bench/1``)::
 
@@ -49,17 +51,52 @@ __all__ = ["OURS", "run", "table", "write_json", "plot", "crossovers"]
 OURS = ("dense", "events", "auto")
 
 
+#: Length of one burst of calls of one callable in :func:`_timeit_interleaved` (s).
+_BURST = 0.002
+
+
 def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> dict:
     """Call ``fn`` until ``budget`` seconds are spent (at least 3 calls)."""
-    times: list[float] = []
-    spent = 0.0
-    while (len(times) < 3 or spent < budget) and len(times) < max_calls:
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-    return {"min": float(min(times)), "median": float(np.median(times)), "calls": len(times)}
+    return _timeit_interleaved({"fn": fn}, budget, max_calls)["fn"]
+
+
+def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
+                        max_calls: int = 10**6) -> dict[str, dict]:
+    """Time several callables in alternating bursts, so that a disturbance hits all.
+
+    Each round calls every callable in a burst of about ``_BURST`` seconds (at
+    least once), timing each call; rounds go on until every callable has had
+    ``budget`` seconds and 3 calls, or ``max_calls`` calls. On a shared machine a
+    slow spell then lands in every callable's samples alike instead of in one
+    callable's whole run, which keeps the ratios between them steady. Within a
+    burst the caches are warm after the first call, as in back-to-back calls.
+
+    Returns
+    -------
+    dict
+        Per name: ``{"min": s, "median": s, "calls": int}``.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = dict.fromkeys(fns, 0.0)
+    burst = dict.fromkeys(fns, 1)
+
+    def wanted(name: str) -> bool:
+        n = len(times[name])
+        return (n < 3 or spent[name] < budget) and n < max_calls
+
+    while any(wanted(name) for name in fns):
+        for name, fn in fns.items():
+            if not wanted(name):
+                continue
+            for _ in range(burst[name]):
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                times[name].append(dt)
+                spent[name] += dt
+            burst[name] = max(1, int(_BURST / max(min(times[name]), 1e-9)))
+    return {name: {"min": float(min(t)), "median": float(np.median(t)), "calls": len(t)}
+            for name, t in times.items()}
 
 
 def _torch():
@@ -149,20 +186,14 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
             engine = ConvEngine(w, g)
             frames = x[None]
             bound = 1 if density != "graded" else 127
-            times: dict[str, dict] = {}
+            timed: dict[str, Callable[[], object]] = {}
             correct: dict[str, bool] = {}
             for path in OURS:
                 def call(path=path, engine=engine, frames=frames, bound=bound):
                     return engine.exact(frames, input_max_abs=bound, path=path,
                                         out_dtype=np.int32)
                 correct[path] = bool(np.array_equal(call()[0], expected))
-                times[path] = _timeit(call, budget)
-            if quick:
-                times["scipy"] = {"min": scipy_once, "median": scipy_once, "calls": 1}
-            else:
-                times["scipy"] = _timeit(lambda x=x, w=w, args=args: conv_scipy(x, w, *args),
-                                         0.0, max_calls=3)
-            correct["scipy"] = True
+                timed[path] = call
             if torch is not None:
                 for label, dt in (("torch32", torch.float32), ("torch64", torch.float64)):
                     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)))
@@ -177,7 +208,14 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
 
                     y = tcall()[0].numpy().transpose(2, 1, 0)
                     correct[label] = bool(np.array_equal(y, expected))
-                    times[label] = _timeit(tcall, budget)
+                    timed[label] = tcall
+            times = _timeit_interleaved(timed, budget)
+            if quick:
+                times["scipy"] = {"min": scipy_once, "median": scipy_once, "calls": 1}
+            else:
+                times["scipy"] = _timeit(lambda x=x, w=w, args=args: conv_scipy(x, w, *args),
+                                         0.0, max_calls=3)
+            correct["scipy"] = True
             n_events = int(np.count_nonzero(x))
             results.append({
                 "workload": name, "density": density, "events": n_events,

@@ -52,15 +52,15 @@ __all__ = ["ConvEngine", "PATHS", "exact_accumulator", "max_abs"]
 PATHS = ("auto", "dense", "events")
 
 # Cost model of the two paths, in seconds. It follows the loop structure of each
-# kernel, with constants fitted to one quiet `lavaconv bench --quick` run on the
-# development machine (AMD EPYC, 2 cores, AVX-512, 2 threads, int32 output,
-# float32 dense accumulator); times for 8-byte accumulators double the vector work.
-# Only the *ratio* of the two predictions matters (it picks the path); near the
-# crossover both paths take about the same time, so a small error costs little.
-# Fitted against (measured ms): dense vgg 1.54, mid 1.5, dil_grp 0.42, dvs128 0.32,
-# nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast terms);
-# events ~45 ns/event on mid/vgg (9 taps x 4 vectors),
-# ~18 ns on dvs128, ~9 ns on dil_grp, plus ~17 us fixed for a 1 MB output.
+# kernel, with constants fitted on the development machine (AMD EPYC, 2 cores,
+# AVX-512, 2 threads, int32 output, float32 dense accumulator). Only the *ratio* of
+# the two predictions matters (it picks the path); near the crossover both paths
+# take about the same time, so a small error costs little.
+# Dense, fitted against (measured ms): vgg 1.54, mid 1.5, dil_grp 0.42, dvs128
+# 0.32, nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast
+# terms). Events: a weighted least-squares fit to the event path of all six
+# workloads at densities 0-30 % (42 cases, one interleaved run); every prediction
+# lies within 0.82-1.13x of the measurement.
 _COST = {
     # dense: fixed call overhead, pad/cast per input element, cast per output element
     "dense_fixed": 1.0e-5,
@@ -74,13 +74,16 @@ _COST = {
     "dot_scalar": 3.5e-10,
     # depthwise kernel: per (output pixel, tap, 16 channels) vector
     "dw_vector": 5.5e-10,
-    # events: fixed overhead, zeroing per output byte, scanning per input element,
-    # per (event, tap) pair, per 16-lane vector of Kg adds in a pair
-    "events_fixed": 4.0e-6,
-    "zero_per_byte": 1.0e-11,
-    "scan_per_in": 2.5e-11,
-    "per_pair": 2.5e-9,
+    # events: fixed overhead (launch), zeroing per output byte, scanning per input
+    # element, per event (finding it, testing its taps), per (event, tap) pair, and
+    # per 64-byte vector / per leftover element of the pair's Kg adds
+    "events_fixed": 6.8e-6,
+    "zero_per_byte": 8.4e-12,
+    "scan_per_in": 2.1e-11,
+    "per_event": 4.2e-9,
+    "per_pair": 1.9e-9,
     "per_vector": 6.0e-10,
+    "per_scalar": 1.2e-10,
 }
 _INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
 #: Scratch buffers up to this size are kept between calls (per engine and thread).
@@ -91,9 +94,8 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 #: The automatic path choice counts events in evenly spaced input rows holding
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
-#: Samples up to this many elements are counted on one thread.
-_SERIAL_COUNT = 2**18
 
+_FLOAT32, _FLOAT64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
 _I64_LIMIT = 2 ** 63
@@ -127,11 +129,11 @@ def exact_accumulator(bound: int) -> np.dtype:
         If ``bound >= 2**63``: no native type holds the sum exactly.
     """
     if bound < _F32_EXACT:
-        return np.dtype(np.float32)
+        return _FLOAT32
     if bound < _F64_EXACT:
-        return np.dtype(np.float64)
+        return _FLOAT64
     if bound < _I64_LIMIT:
-        return np.dtype(np.int64)
+        return _INT64
     raise OverflowError(
         f"the exact convolution sum may reach {bound} >= 2**63 and cannot be held in "
         f"int64; reduce the weight or input magnitudes."
@@ -217,7 +219,7 @@ class ConvEngine:
         self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffers (see _scratch)
-        self._sample_start = 0  # first row sampled by estimate_events (rotates)
+        self._sample_turn = 0  # moves the rows estimate_events samples
         (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
         x_in, y_in, c_in = g.input_shape
         self._xo_of = _tap_table(x_in, kx, sx, px, dx, g.output_shape[0])
@@ -309,8 +311,9 @@ class ConvEngine:
         """
         g = self.geometry
         c = _COST
-        wide = 2.0 if itemsize > 4 else 1.0
-        dwide = wide if dense_itemsize is None else (2.0 if dense_itemsize > 4 else 1.0)
+        if dense_itemsize is None:
+            dense_itemsize = itemsize
+        dwide = 2.0 if dense_itemsize > 4 else 1.0
         (x_out, y_out, c_out), (kx, ky) = g.output_shape, g.kernel_size
         n_out = n_frames * x_out * y_out * c_out
         n_in = n_frames * self._n_in
@@ -330,11 +333,12 @@ class ConvEngine:
             inner = (c["dot_vector"] * run / 16 * dwide if run >= 16
                      else c["dot_scalar"] * run)
             dense += iters * (c["dot_iter"] + inner)
-        pairs = n_events * self.mean_taps
+        lanes = 64 // itemsize
+        vectors, leftover = divmod(g.out_per_group, lanes)
+        per_pair = c["per_pair"] + vectors * c["per_vector"] + leftover * c["per_scalar"]
         events = (c["events_fixed"] + n_out * itemsize * c["zero_per_byte"]
                   + n_in * c["scan_per_in"]
-                  + pairs * (c["per_pair"]
-                             + -(-g.out_per_group // 16) * c["per_vector"] * wide))
+                  + n_events * (c["per_event"] + self.mean_taps * per_pair))
         return dense, events
 
     def crossover_density(self, itemsize: int = 8, dense_itemsize: int | None = None) -> float:
@@ -371,6 +375,20 @@ class ConvEngine:
         return "events" if n_events < rho * n_in else "dense"
 
     # -- events ----------------------------------------------------------------------
+    def _turn(self) -> int:
+        """Next value of the counter that moves the sampled rows (:meth:`estimate_events`).
+
+        A plain race on the counter between threads only changes which rows are
+        sampled.
+        """
+        self._sample_turn = turn = (self._sample_turn + 1) & 0x3FFFFFFF
+        return turn
+
+    def _rows(self, frames: np.ndarray) -> np.ndarray:
+        """C-contiguous frames viewed as ``(N * X_in, Y_in * C_in)`` rows."""
+        x_in, y_in, c_in = self.geometry.input_shape
+        return np.ascontiguousarray(frames).reshape(frames.shape[0] * x_in, y_in * c_in)
+
     def estimate_events(self, frames: np.ndarray) -> int:
         """Estimate the number of events from a sample of evenly spaced input rows.
 
@@ -379,27 +397,15 @@ class ConvEngine:
         about ``_SAMPLE_ELEMENTS`` entries is enough (at 1 % density it still sees
         ~40 events). An exact count cost 6-9 us on ``mid``/``vgg``, a third of the
         whole event path at 0.1 % density. A misestimate can only cost time: both
-        paths give bit-identical results. The sampled rows are evenly spaced, and the
-        first one moves by one row at every call.
+        paths give bit-identical results. The sampled rows are evenly spaced, and
+        the first one moves by one row at every call, so that no fixed pattern of
+        empty rows can mislead every call (:func:`lavaconv.kernels.events.count_sample`).
+        ``path="auto"`` runs the same count inside the event kernel's launch
+        (:func:`lavaconv.kernels.events.scatter_frames`).
         """
-        n = frames.shape[0]
-        x_in, y_in, c_in = self.geometry.input_shape
-        rows = frames.reshape(n * x_in, y_in * c_in)
-        total = rows.shape[0]
-        step = max(1, min(total // 4, total * rows.shape[1] // _SAMPLE_ELEMENTS))
-        # Rotate the first sampled row from call to call, so that no fixed pattern
-        # of empty rows can mislead every call (a plain race on the counter between
-        # threads only changes which rows are sampled).
-        self._sample_start = start = (self._sample_start + 1) % step
-        sample = rows[start::step]
-        if sample.size <= _SERIAL_COUNT:  # a parallel launch costs more than the count
-            found = _events.count_nonzero_serial(sample)
-        else:
-            counts = np.empty(sample.shape[0], np.int64)
-            with _threads.launch():
-                _events.count_events(sample, counts)
-            found = int(counts.sum())
-        return int(round(found * total / sample.shape[0]))
+        rows = self._rows(frames)
+        found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
+        return int(round(found * rows.shape[0] / counted)) if counted else 0
 
     def events_from_indices(self, x, y, c, value=None, dtype=np.int64) -> Events:
         """Events of one frame given as index arrays ``(x, y, c[, value])``.
@@ -478,8 +484,8 @@ class ConvEngine:
                                    we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
         return out
 
-    def events(self, frames: np.ndarray, dtype: np.dtype,
-               out: np.ndarray | None = None) -> np.ndarray:
+    def events(self, frames: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
+               limit: float | None = None) -> np.ndarray | None:
         """Convolve a stack of frames with the event-driven (scatter) kernel.
 
         Events are found and scattered in one parallel pass
@@ -494,24 +500,34 @@ class ConvEngine:
             are exact when the bound of the module docstring is below their range.
         out : ndarray, optional
             Where to write the result (checked by :meth:`exact`); new when omitted.
+        limit : float, optional
+            For ``path="auto"``: when the sampled estimate of the event count
+            (:meth:`estimate_events`) reaches ``limit``, return ``None`` without
+            scattering (the caller runs the dense path).
 
         Returns
         -------
-        ndarray, (N, X_out, Y_out, C_out), ``dtype``
+        ndarray, (N, X_out, Y_out, C_out), ``dtype``, or None
+            None only when ``limit`` was reached.
         """
         dtype = np.dtype(dtype)
         we = self._prepare_events(dtype)
-        frames = np.ascontiguousarray(frames)
+        rows = self._rows(frames)
         n = frames.shape[0]
-        x_in, y_in, c_in = self.geometry.input_shape
-        rows = frames.reshape(n * x_in, y_in * c_in)
+        words = rows
+        if rows.shape[1] * rows.itemsize % 8 == 0:
+            view = rows.view(np.uint64)
+            if view.flags.aligned:  # (a misaligned view would compile another kernel)
+                words = view
         if out is None:
             out = np.empty((n,) + self.geometry.output_shape, dtype=dtype)
         n_blocks = max(1, -(-_threads.get_num_threads() // n))
         with _threads.launch():
-            _events.scatter_frames(rows, c_in, we, self._xo_of, self._yo_of, self._koff, out,
-                                   n_blocks)
-        return out
+            done = _events.scatter_frames(
+                rows, words, self.geometry.input_shape[2], we, self._xo_of, self._yo_of,
+                self._koff, out, n_blocks, 0 if limit is None else _SAMPLE_ELEMENTS,
+                self._turn(), 0.0 if limit is None else limit)
+        return out if done else None
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
         """Multiply-adds the event path performs: ``sum over events of fan-out``.
@@ -621,7 +637,9 @@ class ConvEngine:
         dtype : numpy.dtype
             float32 or float64 (float results), or int64 (exact for integer data).
         path : {"auto", "dense", "events"}
-            ``"auto"`` counts the events and picks by :meth:`choose_path`.
+            ``"auto"`` estimates the event count from a sample of rows
+            (:meth:`estimate_events`, counted inside the event kernel's launch) and
+            runs the dense path when it reaches :meth:`crossover_density`.
 
         Returns
         -------
@@ -631,11 +649,16 @@ class ConvEngine:
         path = _check_path(path)
         if path == "dense":
             return self.dense(frames, dtype)
-        frames = np.ascontiguousarray(frames)
-        if path == "auto" and self.choose_path(self.estimate_events(frames),
-                                               frames.shape[0], dtype.itemsize) == "dense":
-            return self.dense(frames, dtype)
-        return self.events(frames, dtype)
+        result = self.events(frames, dtype, limit=self._limit(path, frames, dtype.itemsize))
+        return self.dense(frames, dtype) if result is None else result
+
+    def _limit(self, path: str, frames: np.ndarray, itemsize: int,
+               dense_itemsize: int | None = None) -> float | None:
+        """Event count from which ``path`` ("auto" or "events") runs dense instead."""
+        if path != "auto":
+            return None
+        n_in = frames.shape[0] * self._n_in
+        return self.crossover_density(itemsize, dense_itemsize) * n_in if n_in else 0.0
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
@@ -712,10 +735,12 @@ class ConvEngine:
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
             dense_dtype = self.accumulator_for(bound)
-        if path == "events" or (path == "auto" and self.choose_path(
-                self.estimate_events(frames), frames.shape[0], out_dtype.itemsize,
-                dense_dtype.itemsize) == "events"):
-            return self.events(frames, out_dtype, out=out)
+        if path != "dense":
+            limit = self._limit(path, frames, out_dtype.itemsize, dense_dtype.itemsize)
+            if out is None:  # written by one path or the other
+                out = np.empty((frames.shape[0],) + self.geometry.output_shape, out_dtype)
+            if self.events(frames, out_dtype, out=out, limit=limit) is not None:
+                return out
         if dense_dtype == out_dtype:
             return self.dense(frames, dense_dtype, out=out)
         # exact float (or int64) accumulator in scratch, one cast into the result

@@ -89,6 +89,61 @@ def test_index_array_events_match_dense_frame(g, seed, n_ev, graded):
     np.testing.assert_array_equal(got, _ref(frame, w, g))
 
 
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint16, np.int32, np.float32,
+                                   np.float64])
+@pytest.mark.parametrize("y_c", [(4, 2), (5, 1), (3, 3)])
+@pytest.mark.parametrize("misaligned", [False, True])
+def test_event_scan_over_words_and_entries(dtype, y_c, misaligned):
+    """The scan skips zero 8-byte words when a row is a whole number of them, and
+    walks entries otherwise (rows of 5 or 9 int8 entries), or when the frames start
+    off an 8-byte boundary. Float -0.0 has non-zero bits but is no event."""
+    rng = np.random.default_rng(7)
+    y, c = y_c
+    shape = (6, y, c)
+    x = (rng.random(shape) < 0.3) * rng.integers(1, 5, shape)
+    x = x.astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        x[x == 0] = -0.0
+    if misaligned:  # the same values in a buffer starting one byte later
+        raw = np.zeros(x.nbytes + 1, np.uint8)
+        x2 = raw[1:].view(dtype).reshape(shape)
+        x2[...] = x
+        assert x2.ctypes.data % 8 != 0
+        x = x2
+    w = rng.integers(-128, 128, (3, 3, 2, c)).astype(np.int32)
+    g = dict(stride=(1, 2), padding=(1, 0), dilation=(1, 1), groups=1)
+    engine = ConvEngine(w, validate_geometry(shape, w.shape, **g))
+    expected = conv_reference(x.astype(np.int64), w, **g)
+    if np.dtype(dtype).kind == "f":
+        got = engine.events(x[None], np.dtype(np.float64))[0]
+    else:
+        got = engine.exact(x[None], path="events")[0]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_auto_limit_falls_back_without_touching_out():
+    """With ``limit``, the event kernel first counts a sample of rows; when the
+    estimate reaches the limit it returns None and leaves ``out`` as it was, and the
+    automatic path then writes the dense result into the same ``out``."""
+    wl = WORKLOADS["dvs128"]
+    x, w = wl.make(0.2, seed=4)
+    engine = ConvEngine(w, wl.geometry)
+    frames = x[None]
+    out = np.full((1,) + wl.geometry.output_shape, -7, np.int32)
+    n = int(np.count_nonzero(x))
+    assert engine.events(frames, np.dtype(np.int32), out=out, limit=n / 4) is None
+    assert (out == -7).all()
+    got = engine.events(frames, np.dtype(np.int32), out=out, limit=4.0 * n)
+    assert got is out
+    pair = (wl.stride, wl.stride), (wl.padding, wl.padding), (wl.dilation, wl.dilation)
+    expected = conv_reference(x, w, *pair, wl.groups)
+    np.testing.assert_array_equal(out[0], expected)
+    engine.crossover = 0.0  # auto must now run dense, into the caller's out
+    out[...] = -7
+    assert engine.exact(frames, input_max_abs=1, out_dtype=np.int32, out=out) is out
+    np.testing.assert_array_equal(out[0], expected)
+
+
 def test_known_answer_single_event_on_event_path():
     """One spike at (2, 2) through a 3x3 kernel 1..9, padding 1: the kernel itself.
 
