@@ -39,6 +39,9 @@ from ._config import jit_parallel, jit_serial
 
 __all__ = ["bucket_events", "count_sample", "scatter_events", "scatter_frames"]
 
+#: Words per block of the first skip test in :func:`scatter_frames` (64 bytes).
+_SKIP_WORDS = 8
+
 
 @jit_serial
 def _count_row(row):
@@ -281,32 +284,41 @@ def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks,
                 continue
             row = rows[n * x_in + xi]
             wrow = words[n * x_in + xi]
-            for q in range(n_words):
-                if wrow[q] == 0:
-                    continue
-                for t in range(q * per_word, (q + 1) * per_word):
-                    v = row[t]
-                    if v == 0:
+            for q0 in range(0, n_words, _SKIP_WORDS):
+                q1 = min(q0 + _SKIP_WORDS, n_words)
+                if q1 - q0 == _SKIP_WORDS:  # skip a whole block of zero words
+                    blk = wrow[q0:q1]
+                    hit = False
+                    for z in range(_SKIP_WORDS):
+                        hit |= blk[z] != 0
+                    if not hit:
                         continue
-                    y = t // c_in
-                    c = t - y * c_in
-                    ko = koff[c]
-                    for i in range(kx):
-                        xo = xo_of[xi, i]
-                        if xo < a or xo >= e:
+                for q in range(q0, q1):
+                    if wrow[q] == 0:
+                        continue
+                    for t in range(q * per_word, (q + 1) * per_word):
+                        v = row[t]
+                        if v == 0:
                             continue
-                        orow = out[n, xo]
-                        we_i = we[i]
-                        for j in range(ky):
-                            yo = yo_of[y, j]
-                            if yo < 0:
+                        y = t // c_in
+                        c = t - y * c_in
+                        ko = koff[c]
+                        for i in range(kx):
+                            xo = xo_of[xi, i]
+                            if xo < a or xo >= e:
                                 continue
-                            o = orow[yo, ko:ko + kg]
-                            w = we_i[j, c]
-                            if v == 1:
-                                for k in range(kg):
-                                    o[k] += w[k]
-                            else:
-                                for k in range(kg):
-                                    o[k] += v * w[k]
+                            orow = out[n, xo]
+                            we_i = we[i]
+                            for j in range(ky):
+                                yo = yo_of[y, j]
+                                if yo < 0:
+                                    continue
+                                o = orow[yo, ko:ko + kg]
+                                w = we_i[j, c]
+                                if v == 1:
+                                    for k in range(kg):
+                                        o[k] += w[k]
+                                else:
+                                    for k in range(kg):
+                                        o[k] += v * w[k]
     return True

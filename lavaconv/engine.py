@@ -59,8 +59,8 @@ PATHS = ("auto", "dense", "events")
 # Dense, fitted against (measured ms): vgg 1.54, mid 1.5, dil_grp 0.42, dvs128
 # 0.32, nmnist 0.057, depthwise 0.186 (0.14 with the unpadded kernel, no pad/cast
 # terms). Events: a weighted least-squares fit to the event path of all six
-# workloads at densities 0-30 % (42 cases, one interleaved run); every prediction
-# lies within 0.82-1.13x of the measurement.
+# workloads at densities 0-30 % (42 cases, one interleaved run); 38 predictions
+# lie within 0.88-1.12x of the measurement, all within 0.72-1.16x.
 _COST = {
     # dense: fixed call overhead, pad/cast per input element, cast per output element
     "dense_fixed": 1.0e-5,
@@ -77,13 +77,13 @@ _COST = {
     # events: fixed overhead (launch), zeroing per output byte, scanning per input
     # element, per event (finding it, testing its taps), per (event, tap) pair, and
     # per 64-byte vector / per leftover element of the pair's Kg adds
-    "events_fixed": 6.8e-6,
-    "zero_per_byte": 8.4e-12,
-    "scan_per_in": 2.1e-11,
-    "per_event": 4.2e-9,
-    "per_pair": 1.9e-9,
-    "per_vector": 6.0e-10,
-    "per_scalar": 1.2e-10,
+    "events_fixed": 5.3e-6,
+    "zero_per_byte": 8.1e-12,
+    "scan_per_in": 1.75e-11,
+    "per_event": 4.0e-9,
+    "per_pair": 2.2e-9,
+    "per_vector": 5.6e-10,
+    "per_scalar": 1.3e-11,
 }
 _INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
 #: Scratch buffers up to this size are kept between calls (per engine and thread).
@@ -217,11 +217,14 @@ class ConvEngine:
         self._crossover_cache: dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
+        self._prepared_events: dict[np.dtype, np.ndarray] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffers (see _scratch)
         self._sample_turn = 0  # moves the rows estimate_events samples
         (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
         x_in, y_in, c_in = g.input_shape
+        self._x_in, self._c_in, self._row_len = x_in, c_in, y_in * c_in
+        self._out_shape = g.output_shape
         self._xo_of = _tap_table(x_in, kx, sx, px, dx, g.output_shape[0])
         self._yo_of = _tap_table(y_in, ky, sy, py, dy, g.output_shape[1])
         self._koff = np.ascontiguousarray(
@@ -254,10 +257,9 @@ class ConvEngine:
 
     def _prepare_events(self, dtype: np.dtype) -> np.ndarray:
         """Weights as ``we[i, j, c, kl] = W[g*Kg + kl, KX-1-i, KY-1-j, c - g*Cg]``."""
-        key = ("events", dtype)
-        prepared = self._prepared.get(key)
-        if prepared is not None:
-            return prepared[0]
+        we = self._prepared_events.get(dtype)
+        if we is not None:
+            return we
         g = self.geometry
         c_out, kx, ky, cg = g.weight_shape
         kg, groups = g.out_per_group, g.groups
@@ -266,7 +268,7 @@ class ConvEngine:
         we = wf.reshape(groups, kg, kx, ky, cg).transpose(2, 3, 0, 4, 1)
         we = np.ascontiguousarray(we.reshape(kx, ky, groups * cg, kg))
         with self._lock:
-            self._prepared[key] = (we,)
+            self._prepared_events[dtype] = we
         return we
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -386,8 +388,7 @@ class ConvEngine:
 
     def _rows(self, frames: np.ndarray) -> np.ndarray:
         """C-contiguous frames viewed as ``(N * X_in, Y_in * C_in)`` rows."""
-        x_in, y_in, c_in = self.geometry.input_shape
-        return np.ascontiguousarray(frames).reshape(frames.shape[0] * x_in, y_in * c_in)
+        return np.ascontiguousarray(frames).reshape(frames.shape[0] * self._x_in, self._row_len)
 
     def estimate_events(self, frames: np.ndarray) -> int:
         """Estimate the number of events from a sample of evenly spaced input rows.
@@ -478,7 +479,7 @@ class ConvEngine:
         vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
         out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
         threads = _threads.get_num_threads()
-        n_blocks = max(1, -(-threads // events.n_frames))
+        n_blocks = -(-threads // max(events.n_frames, 1))
         with _threads.launch():
             _events.scatter_events(events.offsets, events.ys, events.cs, vs, events.binary,
                                    we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
@@ -515,18 +516,21 @@ class ConvEngine:
         rows = self._rows(frames)
         n = frames.shape[0]
         words = rows
-        if rows.shape[1] * rows.itemsize % 8 == 0:
+        if self._row_len * rows.itemsize % 8 == 0:
             view = rows.view(np.uint64)
             if view.flags.aligned:  # (a misaligned view would compile another kernel)
                 words = view
         if out is None:
-            out = np.empty((n,) + self.geometry.output_shape, dtype=dtype)
-        n_blocks = max(1, -(-_threads.get_num_threads() // n))
-        with _threads.launch():
-            done = _events.scatter_frames(
-                rows, words, self.geometry.input_shape[2], we, self._xo_of, self._yo_of,
-                self._koff, out, n_blocks, 0 if limit is None else _SAMPLE_ELEMENTS,
-                self._turn(), 0.0 if limit is None else limit)
+            out = np.empty((n,) + self._out_shape, dtype=dtype)
+        if limit is None:
+            sample, limit = 0, 0.0
+        else:
+            sample = _SAMPLE_ELEMENTS
+        context = _threads.launch()
+        n_blocks = -(-_threads.get_num_threads() // max(n, 1))
+        with context:
+            done = _events.scatter_frames(rows, words, self._c_in, we, self._xo_of, self._yo_of,
+                                          self._koff, out, n_blocks, sample, self._turn(), limit)
         return out if done else None
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
@@ -712,38 +716,36 @@ class ConvEngine:
         """
         path = _check_path(path)
         out_dtype = np.dtype(out_dtype)
-        if out_dtype not in _INT_DTYPES:
+        out_limit = _INT_DTYPES.get(out_dtype)
+        if out_limit is None:
             raise ValueError(f"out_dtype must be int64 or int32, got {out_dtype}.")
         frames = np.ascontiguousarray(frames)
-        if out is not None:
-            shape = (frames.shape[0],) + self.geometry.output_shape
-            if (not isinstance(out, np.ndarray) or out.shape != shape
-                    or out.dtype != out_dtype or not out.flags.c_contiguous
-                    or not out.flags.writeable):
-                raise ValueError(
-                    f"out must be a writeable C-contiguous {out_dtype} array of shape "
-                    f"{shape}, got "
-                    f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}."
-                )
+        shape = (frames.shape[0],) + self._out_shape
+        if out is not None and (
+                not isinstance(out, np.ndarray) or out.shape != shape
+                or out.dtype != out_dtype or not out.flags.c_contiguous
+                or not out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable C-contiguous {out_dtype} array of shape {shape}, got "
+                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
         bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
-        dense_dtype = self.accumulator_for(bound)  # raises beyond int64
-        if bound * self.weight_l1 >= _INT_DTYPES[out_dtype]:
+        dense_dtype = exact_accumulator(bound * self.weight_l1)  # raises beyond int64
+        if bound * self.weight_l1 >= out_limit:
             if input_max_abs is None and frames.dtype != np.bool_:
                 bound = max_abs(frames)
-            if bound * self.weight_l1 >= _INT_DTYPES[out_dtype]:
+            if bound * self.weight_l1 >= out_limit:
                 raise OverflowError(
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
-            dense_dtype = self.accumulator_for(bound)
+            dense_dtype = exact_accumulator(bound * self.weight_l1)
         if path != "dense":
             limit = self._limit(path, frames, out_dtype.itemsize, dense_dtype.itemsize)
             if out is None:  # written by one path or the other
-                out = np.empty((frames.shape[0],) + self.geometry.output_shape, out_dtype)
+                out = np.empty(shape, out_dtype)
             if self.events(frames, out_dtype, out=out, limit=limit) is not None:
                 return out
         if dense_dtype == out_dtype:
             return self.dense(frames, dense_dtype, out=out)
         # exact float (or int64) accumulator in scratch, one cast into the result
-        acc = self._scratch("accumulator", (frames.shape[0],) + self.geometry.output_shape,
-                            dense_dtype)
+        acc = self._scratch("accumulator", shape, dense_dtype)
         return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype, result=out)

@@ -144,6 +144,17 @@ def test_auto_limit_falls_back_without_touching_out():
     np.testing.assert_array_equal(out[0], expected)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_empty_batch_on_every_path(path):
+    """Zero frames give an empty result of the right shape (no division by zero)."""
+    w = np.ones((2, 3, 3, 2), np.int8)
+    engine = ConvEngine(w, validate_geometry((5, 5, 2), w.shape))
+    for out_dtype in (np.int64, np.int32):
+        got = engine.exact(np.zeros((0, 5, 5, 2), np.int8), path=path, out_dtype=out_dtype)
+        assert got.shape == (0, 3, 3, 2) and got.dtype == out_dtype
+    assert engine.compute(np.zeros((0, 5, 5, 2)), np.float64, path=path).shape == (0, 3, 3, 2)
+
+
 def test_known_answer_single_event_on_event_path():
     """One spike at (2, 2) through a 3x3 kernel 1..9, padding 1: the kernel itself.
 
