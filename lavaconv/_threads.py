@@ -32,11 +32,15 @@ import numba
 __all__ = ["get_num_threads", "launch", "set_num_threads", "threading_layer"]
 
 _LOCK = threading.RLock()
-_STATE = {"threads": None, "layer": None}
 
 
 def _pool_size() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
+
+
+#: The thread count (always resolved: the pool size by default) and the threading
+#: layer once known.
+_STATE: dict = {"threads": _pool_size(), "layer": None}
 
 
 def set_num_threads(n: int | None) -> None:
@@ -55,7 +59,7 @@ def set_num_threads(n: int | None) -> None:
         starting Python to allow more).
     """
     if n is None:
-        _STATE["threads"] = None
+        _STATE["threads"] = _pool_size()
         return
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _pool_size():
         raise ValueError(
@@ -67,8 +71,7 @@ def set_num_threads(n: int | None) -> None:
 
 def get_num_threads() -> int:
     """Return the number of threads lavaconv kernels use (see :func:`set_num_threads`)."""
-    n = _STATE["threads"]
-    return _pool_size() if n is None else n
+    return _STATE["threads"]
 
 
 def threading_layer() -> str | None:
@@ -120,8 +123,6 @@ def launch():
     threading layer is known to accept concurrent launches (module docstring).
     """
     n = _STATE["threads"]
-    if n is None:
-        n = _pool_size()
     if getattr(_LOCAL, "threads", None) != n:
         numba.set_num_threads(n)
         _LOCAL.threads = n

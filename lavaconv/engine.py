@@ -513,8 +513,8 @@ class ConvEngine:
         """
         dtype = np.dtype(dtype)
         we = self._prepare_events(dtype)
-        rows = self._rows(frames)
         n = frames.shape[0]
+        rows = np.ascontiguousarray(frames).reshape(n * self._x_in, self._row_len)
         words = rows
         if self._row_len * rows.itemsize % 8 == 0:
             view = rows.view(np.uint64)
@@ -661,8 +661,12 @@ class ConvEngine:
         """Event count from which ``path`` ("auto" or "events") runs dense instead."""
         if path != "auto":
             return None
-        n_in = frames.shape[0] * self._n_in
-        return self.crossover_density(itemsize, dense_itemsize) * n_in if n_in else 0.0
+        rho = self.crossover
+        if rho is None:
+            rho = self._crossover_cache.get((itemsize, dense_itemsize))
+            if rho is None:
+                rho = self.crossover_density(itemsize, dense_itemsize)
+        return float(rho) * frames.shape[0] * self._n_in
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
@@ -728,7 +732,8 @@ class ConvEngine:
             raise ValueError(
                 f"out must be a writeable C-contiguous {out_dtype} array of shape {shape}, got "
                 f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
-        bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
+        bound = (int(input_max_abs) if input_max_abs is not None
+                 else self._bound_for(frames, None, need_small=path != "events"))
         dense_dtype = exact_accumulator(bound * self.weight_l1)  # raises beyond int64
         if bound * self.weight_l1 >= out_limit:
             if input_max_abs is None and frames.dtype != np.bool_:

@@ -98,7 +98,8 @@ def warmup() -> float:
     Runs tiny problems through every public entry point: ``conv`` on each path for
     bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
     int8, int32, float32 and float64 weights, on a grouped, a plain and a depthwise
-    layer; the engine with int32 output; ``conv_events``; ``conv_to_sparse``; the
+    layer, and the event path on rows of an odd number of bytes (which it scans entry by
+    entry instead of in 8-byte words); the engine with int32 output; ``conv_events``; ``conv_to_sparse``; the
     accumulators; and ``step``/``run`` of the three models with binary and graded
     input. Other dtypes still compile on first use. Call it once at start-up to move
     the compile cost out of the first real call (see README, "Threads and
@@ -143,6 +144,16 @@ def warmup() -> float:
                           PyConvModelBitAcc(proc)):
                 model.step(data[..., 0])
                 model.run(data)
+    # rows of an odd number of bytes: the event scan walks entries, not 8-byte words
+    odd_shape, odd_wshape = (5, 5, 1), (2, 3, 3, 1)
+    w = rng.integers(-3, 4, size=odd_wshape).astype(np.int8)
+    engine = ConvEngine(w, validate_geometry(odd_shape, odd_wshape, 1, 1, 1, 1))
+    for idt in (np.bool_, np.int8, np.uint8, np.int16):
+        x = (rng.random(odd_shape) < 0.3).astype(idt)
+        conv(x, w, odd_wshape[1:3], 1, 1, 1, 1, path="events")
+        conv(x.astype(np.float32), w.astype(np.float32), odd_wshape[1:3], 1, 1, 1, 1,
+             path="events")
+        engine.exact(x[None], path="events", out_dtype=np.int32)
     for fn in (wrap_to_bits, saturate_to_bits):
         fn(np.arange(4, dtype=np.int64), 8)
         fn(np.arange(4, dtype=np.int32), 8)

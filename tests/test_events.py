@@ -246,6 +246,18 @@ def test_crossover_override():
     assert e.choose_path(10, 1) == "events"
 
 
+def test_warmup_runs_every_entry_point():
+    """warmup() calls every public entry point it lists; with NUMBA_DISABLE_JIT=1 (in a
+    subprocess) that checks the calls themselves in under a second, without compiling."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    code = "import lavaconv; t = lavaconv.warmup(); assert t > 0, t"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
 def test_public_names():
     assert lavaconv.conv_events is conv_events
     assert callable(lavaconv.warmup)
