@@ -99,9 +99,9 @@ def warmup() -> float:
     bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
     int8, int32, float32 and float64 weights, on a grouped, a plain and a depthwise
     layer, and the event path on rows of an odd number of bytes (which it scans entry by
-    entry instead of in 8-byte words); the engine with int32 output; ``conv_events``; ``conv_to_sparse``; the
-    accumulators; and ``step``/``run`` of the three models with binary and graded
-    input. Other dtypes still compile on first use. Call it once at start-up to move
+    entry instead of in 8-byte words); the engine with int32 output; ``conv_events``;
+    ``conv_to_sparse``; the accumulators; and ``step``/``run`` of the three models with
+    binary and graded input. Other dtypes still compile on first use. Call it once at start-up to move
     the compile cost out of the first real call (see README, "Threads and
     compilation").
 
