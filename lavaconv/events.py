@@ -101,9 +101,9 @@ def warmup() -> float:
     layer, and the event path on rows of an odd number of bytes (which it scans entry by
     entry instead of in 8-byte words); the engine with int32 output; ``conv_events``;
     ``conv_to_sparse``; the accumulators; and ``step``/``run`` of the three models with
-    binary and graded input. Other dtypes still compile on first use. Call it once at start-up to move
-    the compile cost out of the first real call (see README, "Threads and
-    compilation").
+    binary and graded input. Other dtypes still compile on first use. Call it once at
+    start-up to move the compile cost out of the first real call (see README, "Gotchas:
+    compilation, threads, memory").
 
     Returns
     -------
