@@ -21,7 +21,10 @@ JSON schema (``lavaconv-bench/1``)::
      "malloc_tuned": bool (see tune_malloc),
      "results": [{"workload": str, "density": float or "graded",
                   "events": int, "synaptic_ops": int, "dense_macs": int,
-                  "auto_choice": "dense" | "events", "model_crossover": float,
+                  "auto_choice": "dense" | "events" (the cost model's choice for the
+                                  exact event count; a timed auto call decides from
+                                  its own sample of rows),
+                  "model_crossover": float,
                   "times": {name: {"min": s, "median": s, "calls": int}},
                   "correct": {name: bool}}],
      "crossovers": {workload: measured density where events == dense, or null}}
@@ -57,28 +60,37 @@ _BURST = 0.002
 
 def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> dict:
     """Call ``fn`` until ``budget`` seconds are spent (at least 3 calls)."""
-    return _timeit_interleaved({"fn": fn}, budget, max_calls)["fn"]
+    times: list[float] = []
+    spent = 0.0
+    while (len(times) < 3 or spent < budget) and len(times) < max_calls:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    return {"min": float(min(times)), "median": float(np.median(times)), "calls": len(times)}
 
 
 def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
                         max_calls: int = 10**6) -> dict[str, dict]:
     """Time several callables in alternating bursts, so that a disturbance hits all.
 
-    Each round calls every callable in a burst of about ``_BURST`` seconds (at
-    least once), timing each call; rounds go on until every callable has had
-    ``budget`` seconds and 3 calls, or ``max_calls`` calls. On a shared machine a
-    slow spell then lands in every callable's samples alike instead of in one
-    callable's whole run, which keeps the ratios between them steady. Within a
-    burst the caches are warm after the first call, as in back-to-back calls.
+    Each round calls every callable in a burst of about ``_BURST`` seconds and at
+    least 3 calls. The first call of a burst follows another callable (other caches,
+    another thread pool waking up) and is not kept; the others are, as in
+    back-to-back calls. Rounds go on until every callable has had ``budget`` seconds
+    and 3 kept calls, or ``max_calls`` kept calls (a burst may run past it). On a
+    shared machine a slow spell then lands in every callable's samples alike instead
+    of in one callable's whole run, which keeps the ratios between them steady.
 
     Returns
     -------
     dict
-        Per name: ``{"min": s, "median": s, "calls": int}``.
+        Per name: ``{"min": s, "median": s, "calls": int}`` over the kept calls.
     """
     times: dict[str, list[float]] = {name: [] for name in fns}
     spent = dict.fromkeys(fns, 0.0)
-    burst = dict.fromkeys(fns, 1)
+    fastest = dict.fromkeys(fns, float("inf"))
 
     def wanted(name: str) -> bool:
         n = len(times[name])
@@ -88,13 +100,16 @@ def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
         for name, fn in fns.items():
             if not wanted(name):
                 continue
-            for _ in range(burst[name]):
+            calls = 3 if fastest[name] == float("inf") else max(
+                3, int(_BURST / max(fastest[name], 1e-9)))
+            for k in range(calls):
                 t0 = time.perf_counter()
                 fn()
                 dt = time.perf_counter() - t0
-                times[name].append(dt)
                 spent[name] += dt
-            burst[name] = max(1, int(_BURST / max(min(times[name]), 1e-9)))
+                if k:
+                    times[name].append(dt)
+                    fastest[name] = min(fastest[name], dt)
     return {name: {"min": float(min(t)), "median": float(np.median(t)), "calls": len(t)}
             for name, t in times.items()}
 

@@ -213,7 +213,7 @@ class ConvEngine:
             # float64 sums of integers below 2**53 are exact; beyond, round up safely.
             self.weight_l1 = int(np.ceil(float(l1.max()) * (1 + 2.0 ** -40)))
         self.depthwise = g.groups == g.in_channels == g.out_channels
-        self.crossover: float | None = None
+        self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
@@ -234,6 +234,23 @@ class ConvEngine:
         self._fan_y = (self._yo_of >= 0).sum(axis=1)
         #: Mean (event, tap) pairs per event, over uniformly placed events.
         self.mean_taps = float(self._fan_x.mean() * self._fan_y.mean())
+
+    @property
+    def crossover(self) -> float | None:
+        """Density below which ``path="auto"`` scatters events; None: the cost model's."""
+        return self._crossover
+
+    @crossover.setter
+    def crossover(self, value: float | None) -> None:
+        if value is not None:
+            number = (isinstance(value, (int, float, np.integer, np.floating))
+                      and not isinstance(value, (bool, np.bool_)))
+            if not number or not 0.0 <= float(value) <= 1.0:  # (NaN fails too)
+                raise ValueError(
+                    f"crossover must be a number in [0, 1] (events per input entry) or "
+                    f"None for the cost model's choice, got {value!r}.")
+            value = float(value)
+        self._crossover = value
 
     # -- preparation ---------------------------------------------------------------
     def _prepare(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
@@ -349,8 +366,8 @@ class ConvEngine:
         Returns the overriding :attr:`crossover` when set. Below this density
         ``path="auto"`` picks the event-driven path.
         """
-        if self.crossover is not None:
-            return float(self.crossover)
+        if self._crossover is not None:
+            return self._crossover
         key = (itemsize, dense_itemsize)
         cached = self._crossover_cache.get(key)
         if cached is not None:
@@ -516,7 +533,7 @@ class ConvEngine:
         n = frames.shape[0]
         rows = np.ascontiguousarray(frames).reshape(n * self._x_in, self._row_len)
         words = rows
-        if self._row_len * rows.itemsize % 8 == 0:
+        if rows.itemsize <= 8 and self._row_len * rows.itemsize % 8 == 0:
             view = rows.view(np.uint64)
             if view.flags.aligned:  # (a misaligned view would compile another kernel)
                 words = view
@@ -525,7 +542,7 @@ class ConvEngine:
         if limit is None:
             sample, limit = 0, 0.0
         else:
-            sample = _SAMPLE_ELEMENTS
+            sample, limit = _SAMPLE_ELEMENTS, float(limit)
         context = _threads.launch()
         n_blocks = -(-_threads.get_num_threads() // max(n, 1))
         with context:
@@ -653,6 +670,7 @@ class ConvEngine:
         path = _check_path(path)
         if path == "dense":
             return self.dense(frames, dtype)
+        frames = np.ascontiguousarray(frames)  # once, for either path
         result = self.events(frames, dtype, limit=self._limit(path, frames, dtype.itemsize))
         return self.dense(frames, dtype) if result is None else result
 
@@ -661,12 +679,12 @@ class ConvEngine:
         """Event count from which ``path`` ("auto" or "events") runs dense instead."""
         if path != "auto":
             return None
-        rho = self.crossover
+        rho = self._crossover
         if rho is None:
             rho = self._crossover_cache.get((itemsize, dense_itemsize))
             if rho is None:
                 rho = self.crossover_density(itemsize, dense_itemsize)
-        return float(rho) * frames.shape[0] * self._n_in
+        return rho * frames.shape[0] * self._n_in
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:

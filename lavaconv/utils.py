@@ -214,8 +214,9 @@ def conv(
         Groups.
     path : {"auto", "dense", "events"}, keyword-only
         ``"dense"``: gather kernels; ``"events"``: event-driven scatter over the
-        non-zero inputs; ``"auto"`` (default): counts the non-zero inputs and picks
-        the path predicted faster for this layer (see
+        non-zero inputs; ``"auto"`` (default): estimates the number of non-zero
+        inputs from a sample of rows and picks the path predicted faster for this
+        layer (see
         :meth:`lavaconv.engine.ConvEngine.crossover_density`). Integer results are
         bit-identical on every path.
 

@@ -121,6 +121,26 @@ def test_event_scan_over_words_and_entries(dtype, y_c, misaligned):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.float32, np.float64])
+def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype):
+    """One event at each position of 160-entry rows (2.5-20 blocks of 64 bytes): the
+    block and word skips must neither miss nor misplace it, in any block."""
+    shape = (3, 40, 4)
+    w = np.arange(1, 2 * 3 * 3 * 4 + 1, dtype=np.int32).reshape(2, 3, 3, 4)
+    engine = ConvEngine(w, validate_geometry(shape, w.shape, 1, 1, 1, 1))
+    frames = np.zeros((shape[1] * shape[2],) + shape, dtype)
+    for t in range(shape[1] * shape[2]):  # frame t holds one event, at entry t of row 1
+        frames[t, 1, t // shape[2], t % shape[2]] = 3
+    pad = ((1, 1), (1, 1))
+    expected = np.stack([conv_reference(f.astype(np.int64), w, (1, 1), *pad) for f in frames])
+    if np.dtype(dtype).kind == "f":
+        got = engine.events(frames, np.dtype(np.float64))
+    else:
+        got = engine.exact(frames, path="events")
+    np.testing.assert_array_equal(got, expected)
+    assert not engine.events(np.zeros_like(frames[:1]), np.dtype(np.int64)).any()
+
+
 def test_auto_limit_falls_back_without_touching_out():
     """With ``limit``, the event kernel first counts a sample of rows; when the
     estimate reaches the limit it returns None and leaves ``out`` as it was, and the
@@ -224,6 +244,10 @@ def test_auto_choice_at_the_extremes(name):
     e = ConvEngine(w, wl.geometry)
     assert e.choose_path(e.estimate_events(sparse[None]), 1, 4, 4) == "events"
     assert e.choose_path(e.estimate_events(full[None]), 1, 4, 4) == "dense"
+    # what path="auto" runs: the event kernel's own sample against the layer's limit
+    int32 = np.dtype(np.int32)
+    assert e.events(sparse[None], int32, limit=e._limit("auto", sparse[None], 4, 4)) is not None
+    assert e.events(full[None], int32, limit=e._limit("auto", full[None], 4, 4)) is None
 
 
 def test_estimate_is_not_fooled_by_a_fixed_pattern_of_empty_rows():
@@ -244,6 +268,16 @@ def test_crossover_override():
     assert e.choose_path(1, 1) == "dense"
     e.crossover = 1.0
     assert e.choose_path(10, 1) == "events"
+    e.crossover = None
+    assert e.crossover is None and 0.0 < e.crossover_density() < 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5, "0.1", True])
+def test_crossover_must_be_a_density(bad):
+    e = ConvEngine(WORKLOADS["nmnist"].make(0.0)[1], WORKLOADS["nmnist"].geometry)
+    with pytest.raises(ValueError, match="crossover must be a number in"):
+        e.crossover = bad
+    assert e.crossover is None
 
 
 def test_warmup_runs_every_entry_point():
