@@ -19,6 +19,10 @@ Shared conventions
     it as soon as the row is complete, while the row is still in cache. Measured on
     ``depthwise``: 0.18 ms -> 0.15 ms against a separate ``astype`` pass (a
     ``(0, 1, 1, 1)`` array means no cast).
+Kernels
+    :func:`conv_dense_dot` (dot products over contiguous input runs),
+    :func:`conv_dense_planes` (for layers whose runs are shorter than a vector:
+    multiply-adds along output rows over channel planes), and two depthwise kernels.
 Parallelism
     ``prange`` runs over ``N * X_out`` output rows; iteration ``r`` writes only
     ``out[n, xo]`` for ``(n, xo) = divmod(r, X_out)``, so no two iterations write
@@ -27,12 +31,13 @@ Parallelism
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from ._config import jit_parallel, jit_serial
 
 __all__ = ["conv_dense_depthwise_direct", "conv_dense_dot", "conv_dense_depthwise",
-           "pad_cast"]
+           "conv_dense_planes", "pad_cast", "planes_cast"]
 
 
 @jit_serial
@@ -347,3 +352,135 @@ def pad_cast(x, xp, px, py):
                 s = src[y]
                 for k in range(c):
                     d[k] = s[k]
+
+
+@jit_parallel
+def planes_cast(x, q, px, py, sy):
+    """Copy ``x`` into zero-padded channel planes split by stride phase (casting).
+
+    Parameters
+    ----------
+    x : ndarray, (N, X, Y, C)
+        Input frames, any numeric or bool dtype.
+    q : ndarray, (N, C, SY, Xp, Yq)
+        Destination in the accumulator dtype: ``q[n, c, p, xp, t]`` holds the padded
+        input at row ``xp`` and column ``t * SY + p`` of channel ``c`` (zero in the
+        padding and beyond), so the columns one kernel tap reads for consecutive
+        outputs are contiguous. Every cell is written.
+    px, py : int
+        Padding.
+    sy : int
+        Stride along Y.
+
+    Notes
+    -----
+    Parallel over padded rows; iteration ``r`` writes only ``q[n, :, :, xp]``.
+    """
+    n_frames, x_in, y_in, c_in = x.shape
+    xpad = q.shape[3]
+    for r in prange(n_frames * xpad):
+        n = r // xpad
+        xr = r - n * xpad
+        for c in range(c_in):
+            for ph in range(sy):
+                q[n, c, ph, xr, :] = 0
+        xi = xr - px
+        if xi < 0 or xi >= x_in:
+            continue
+        src = x[n, xi]
+        ph = py % sy
+        t = py // sy
+        for y in range(y_in):
+            for c in range(c_in):
+                q[n, c, ph, xr, t] = src[y, c]
+            ph += 1
+            if ph == sy:
+                ph = 0
+                t += 1
+
+
+@jit_parallel
+def conv_dense_planes(q, wf, out, sx, dx, dy, cg, ypad, res):
+    """Gather convolution as long multiply-adds over output columns, for few channels.
+
+    For layers whose dot products over ``KY x Cg`` are short (2-channel event-camera
+    input: 10 entries, too few for a vector), this kernel vectorises along the
+    output row instead: for every tap ``(i, j)`` and input channel ``c`` it adds
+    ``W[k, i, j, c] * plane`` to the accumulator row of each output channel ``k`` of
+    ``c``'s group, where ``plane`` is the contiguous run of ``q`` those outputs read.
+
+    Parameters
+    ----------
+    q : ndarray, (N, C_in, SY, Xp, Yq)
+        Input planes from :func:`planes_cast`; ``Yq >= (KY-1)*DY // SY + ypad``.
+    wf : ndarray, (C_out, KX, KY, Cg)
+        Correlation-ordered weights: ``wf[k, i, j, c] = W[k, KX-1-i, KY-1-j, c]``.
+    out : ndarray, (N, X_out, Y_out, C_out)
+        Output; every cell is overwritten.
+    sx, dx, dy : int
+        Stride along X, dilations.
+    cg : int
+        Input channels per group.
+    ypad : int
+        ``Y_out`` rounded up to a multiple of 16: the length of every multiply-add
+        run, so the vector loop needs no scalar remainder (the extra columns are
+        computed and dropped).
+    res : ndarray, (N, X_out, Y_out, C_out) or (0, 1, 1, 1)
+        As in the module docstring.
+
+    Notes
+    -----
+    Four output channels share each loaded input vector (four accumulator rows per
+    pass). Each iteration owns output row ``out[n, xo]`` and its own accumulator,
+    so there are no races. Measured on ``dvs128`` (2 input channels, stride 2):
+    0.11 ms plus 0.03 ms for :func:`planes_cast`, against 0.31 ms for
+    :func:`conv_dense_dot`.
+    """
+    n_frames, x_out, y_out, c_out = out.shape
+    kx, ky = wf.shape[1], wf.shape[2]
+    sy = q.shape[2]
+    groups = q.shape[1] // cg
+    kg = c_out // groups
+    for r in prange(n_frames * x_out):
+        n = r // x_out
+        xo = r - n * x_out
+        acc = np.zeros((c_out, ypad), q.dtype)
+        for i in range(kx):
+            xr = xo * sx + i * dx
+            for j in range(ky):
+                ph = (j * dy) % sy
+                t0 = (j * dy) // sy
+                for g in range(groups):
+                    k_end = (g + 1) * kg
+                    for cl in range(cg):
+                        plane = q[n, g * cg + cl, ph, xr, t0:t0 + ypad]
+                        k = g * kg
+                        while k + 4 <= k_end:
+                            w0 = wf[k, i, j, cl]
+                            w1 = wf[k + 1, i, j, cl]
+                            w2 = wf[k + 2, i, j, cl]
+                            w3 = wf[k + 3, i, j, cl]
+                            a0 = acc[k]
+                            a1 = acc[k + 1]
+                            a2 = acc[k + 2]
+                            a3 = acc[k + 3]
+                            for t in range(ypad):
+                                v = plane[t]
+                                a0[t] += w0 * v
+                                a1[t] += w1 * v
+                                a2[t] += w2 * v
+                                a3[t] += w3 * v
+                            k += 4
+                        while k < k_end:
+                            w0 = wf[k, i, j, cl]
+                            a0 = acc[k]
+                            for t in range(ypad):
+                                a0[t] += w0 * plane[t]
+                            k += 1
+        orow = out[n, xo]
+        for yo in range(y_out):
+            d = orow[yo]
+            for k in range(c_out):
+                d[k] = acc[k, yo]
+        if res.shape[0]:
+            _store_row(out[n, xo], res[n, xo])

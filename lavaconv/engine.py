@@ -74,6 +74,13 @@ _COST = {
     "dot_scalar": 3.5e-10,
     # depthwise kernel: per (output pixel, tap, 16 channels) vector
     "dw_vector": 5.5e-10,
+    # channel-plane kernel (few input channels; fitted to dvs128 0.183 and nmnist
+    # 0.058 ms): building the planes per input element, per pass over a plane (output
+    # row x tap x input channel x block of 4 output channels), per 16-lane vector
+    # of one output channel's run
+    "planes_per_in": 6.0e-10,
+    "planes_pass": 9.1e-9,
+    "planes_vector": 1.17e-10,
     # events: fixed overhead (launch), zeroing per output byte, scanning per input
     # element, per event (finding it, testing its taps), per (event, tap) pair, and
     # per 64-byte vector / per leftover element of the pair's Kg adds
@@ -213,6 +220,12 @@ class ConvEngine:
             # float64 sums of integers below 2**53 are exact; beyond, round up safely.
             self.weight_l1 = int(np.ceil(float(l1.max()) * (1 + 2.0 ** -40)))
         self.depthwise = g.groups == g.in_channels == g.out_channels
+        #: The dot kernel's reduction run (``KY * C_in`` merged, else ``Cg``) is shorter
+        #: than a 16-lane vector: the dense path uses the channel-plane kernel
+        #: (:func:`lavaconv.kernels.dense.conv_dense_planes`) instead.
+        run = (g.kernel_size[1] * g.in_channels if g.dilation[1] == 1 and g.groups == 1
+               else g.in_per_group)
+        self._planes = not self.depthwise and run < 16
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
@@ -337,7 +350,13 @@ class ConvEngine:
         n_out = n_frames * x_out * y_out * c_out
         n_in = n_frames * self._n_in
         dense = c["dense_fixed"] + n_in * c["dense_per_in"] + n_out * c["dense_per_out"]
-        if self.depthwise:
+        if self._planes:
+            dense += n_in * (c["planes_per_in"] - c["dense_per_in"])
+            planes = n_frames * x_out * kx * ky * g.in_channels
+            passes = planes * -(-g.out_per_group // 4)
+            vectors = planes * g.out_per_group * -(-y_out // 16)
+            dense += passes * c["planes_pass"] + vectors * c["planes_vector"] * dwide
+        elif self.depthwise:
             vectors = n_frames * x_out * y_out * kx * ky * -(-c_out // 16)
             dense += vectors * c["dw_vector"] * dwide
             if g.stride[1] == 1:  # the unpadded kernel: no padded copy, cast in place
@@ -610,11 +629,20 @@ class ConvEngine:
                     direct, w, out, c_in, g.kernel_size[1], g.stride[0], g.dilation[0],
                     g.dilation[1], px, py, res)
             return res if cast else out
-        xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
-        xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         sx, sy = g.stride
         dx, dy = g.dilation
         ky = g.kernel_size[1]
+        if self._planes:  # few input channels: vectorise along output rows
+            ypad = -(-g.output_shape[1] // 16) * 16
+            yq = max(-(-(y_in + 2 * py) // sy), (ky - 1) * dy // sy + ypad)
+            q = self._scratch("planes", (n, c_in, sy, x_in + 2 * px, yq), dtype)
+            with _threads.launch():
+                _dense.planes_cast(np.ascontiguousarray(frames), q, px, py, sy)
+                _dense.conv_dense_planes(q, w.reshape(g.weight_shape), out, sx, dx, dy,
+                                         g.in_per_group, ypad, res)
+            return res if cast else out
+        xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
+        xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)
         with _threads.launch():
             _dense.pad_cast(np.ascontiguousarray(frames), xp, px, py)
             if self.depthwise:

@@ -97,13 +97,13 @@ def warmup() -> float:
 
     Runs tiny problems through every public entry point: ``conv`` on each path for
     bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
-    int8, int32, float32 and float64 weights, on a grouped, a plain and a depthwise
-    layer, and the event path on rows of an odd number of bytes (which it scans entry by
-    entry instead of in 8-byte words); the engine with int32 output; ``conv_events``;
-    ``conv_to_sparse``; the accumulators; and ``step``/``run`` of the three models with
-    binary and graded input. Other dtypes still compile on first use. Call it once at
-    start-up to move the compile cost out of the first real call (see README, "Gotchas:
-    compilation, threads, memory").
+    int8, int32, float32 and float64 weights, on a grouped, two plain and a depthwise
+    layer (so every dense kernel), and the event path on rows of an odd number of
+    bytes (which it scans entry by entry instead of in 8-byte words); the engine with
+    int32 output; ``conv_events``; ``conv_to_sparse``; the accumulators; and
+    ``step``/``run`` of the three models with binary and graded input. Other dtypes
+    still compile on first use. Call it once at start-up to move the compile cost out
+    of the first real call (see README, "Gotchas: compilation, threads, memory").
 
     Returns
     -------
@@ -116,8 +116,10 @@ def warmup() -> float:
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
+    # grouped and plain few-channel layers (channel-plane dense kernel), a plain layer
+    # with a 24-entry dot run (dot kernel) and a depthwise one
     layers = [((5, 6, 4), (4, 3, 3, 2), 2), ((5, 6, 4), (4, 3, 3, 4), 1),
-              ((5, 6, 4), (4, 3, 3, 1), 4)]
+              ((5, 6, 8), (4, 3, 3, 8), 1), ((5, 6, 4), (4, 3, 3, 1), 4)]
     in_dtypes = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64,
                  np.float32, np.float64]
     for shape, wshape, groups in layers:

@@ -11,6 +11,8 @@ from strategies import geometries, int8_weights, seeds, spikes
 
 import lavaconv
 from lavaconv import utils
+from lavaconv.engine import ConvEngine
+from lavaconv.geometry import validate_geometry
 
 
 def _call(fn, x, w, g):
@@ -229,3 +231,27 @@ def test_depthwise_unpadded_kernel(dtype, seed, c, kx, ky, sx, dx, dy, px, py, x
                               (dx, dy), c)
     got = utils.conv(inp, w, (kx, ky), (sx, 1), (px, py), (dx, dy), c)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [
+    ((1, 1), (0, 0), (1, 1), 1), ((2, 2), (2, 1), (1, 1), 1), ((1, 3), (1, 2), (2, 2), 1),
+    ((2, 1), (1, 1), (1, 3), 2), ((3, 2), (0, 2), (2, 1), 3)])
+def test_channel_plane_kernel_matches_reference(stride, padding, dilation, groups):
+    """Few input channels per group (dot runs < 16 entries): the dense path takes the
+    channel-plane kernel, with its stride-phase planes and 16-column padded runs; exact
+    integers and float64 against the plain reference, output widths not multiples of 16."""
+    rng = np.random.default_rng(11)
+    shape, wshape = (9, 23, 3 * groups), (5 * groups, 3, 4, 3)
+    geom = validate_geometry(shape, wshape, stride, padding, dilation, groups)
+    w = rng.integers(-128, 128, wshape).astype(np.int8)
+    x = rng.integers(-100, 100, shape).astype(np.int16)
+    engine = ConvEngine(w, geom)
+    assert engine._planes
+    expected = conv_reference(x, w, stride, padding, dilation, groups)
+    got = engine.exact(x[None], path="dense")[0]
+    np.testing.assert_array_equal(got, expected)
+    xf = rng.standard_normal(shape)
+    wf = rng.standard_normal(wshape)
+    gotf = ConvEngine(wf, geom).compute(xf[None], np.float64, path="dense")[0]
+    np.testing.assert_allclose(gotf, conv_reference(xf, wf, stride, padding, dilation, groups),
+                               rtol=1e-12, atol=1e-12)
