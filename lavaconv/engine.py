@@ -550,7 +550,7 @@ class ConvEngine:
         dtype = np.dtype(dtype)
         we = self._prepare_events(dtype)
         n = frames.shape[0]
-        rows = np.ascontiguousarray(frames).reshape(n * self._x_in, self._row_len)
+        rows = self._rows(frames)
         words = rows
         if rows.itemsize <= 8 and self._row_len * rows.itemsize % 8 == 0:
             view = rows.view(np.uint64)
@@ -562,9 +562,8 @@ class ConvEngine:
             sample, limit = 0, 0.0
         else:
             sample, limit = _SAMPLE_ELEMENTS, float(limit)
-        context = _threads.launch()
         n_blocks = -(-_threads.get_num_threads() // max(n, 1))
-        with context:
+        with _threads.launch():
             done = _events.scatter_frames(rows, words, self._c_in, we, self._xo_of, self._yo_of,
                                           self._koff, out, n_blocks, sample, self._turn(), limit)
         return out if done else None
@@ -707,12 +706,7 @@ class ConvEngine:
         """Event count from which ``path`` ("auto" or "events") runs dense instead."""
         if path != "auto":
             return None
-        rho = self._crossover
-        if rho is None:
-            rho = self._crossover_cache.get((itemsize, dense_itemsize))
-            if rho is None:
-                rho = self.crossover_density(itemsize, dense_itemsize)
-        return rho * frames.shape[0] * self._n_in
+        return self.crossover_density(itemsize, dense_itemsize) * frames.shape[0] * self._n_in
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
@@ -778,8 +772,7 @@ class ConvEngine:
             raise ValueError(
                 f"out must be a writeable C-contiguous {out_dtype} array of shape {shape}, got "
                 f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
-        bound = (int(input_max_abs) if input_max_abs is not None
-                 else self._bound_for(frames, None, need_small=path != "events"))
+        bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
         dense_dtype = exact_accumulator(bound * self.weight_l1)  # raises beyond int64
         if bound * self.weight_l1 >= out_limit:
             if input_max_abs is None and frames.dtype != np.bool_:
