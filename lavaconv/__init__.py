@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from . import utils
 from ._threads import get_num_threads, set_num_threads
-from .events import conv_events, warmup
 from .geometry import Geometry, validate_geometry
+from .indexed import conv_events
 from .models import PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat
 from .process import Conv
 from .quantize import SignMode, clip_weights, determine_sign_mode, truncate_weights
+from .stream import conv_event_stream
 from .utils import (
     TensorOrder,
     conv,
@@ -25,6 +26,7 @@ from .utils import (
     signed_clamp,
     wrap_to_bits,
 )
+from .warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,7 @@ __all__ = [
     "TensorOrder",
     "conv",
     "conv_events",
+    "conv_event_stream",
     "conv_scipy",
     "conv_to_sparse",
     "make_tuple",

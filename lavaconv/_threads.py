@@ -19,12 +19,26 @@ keep Numba's choice and serialise parallel launches with one process-wide lock
 **only** when the layer turns out to be ``workqueue`` (or is not yet known, i.e.
 around the very first launch, which is when Numba loads the layer). Concurrent
 callers then queue instead of crashing; each launch still uses all its threads.
-Serial kernels never take the lock. Measured on the development machine
-(2 cores, libgomp present): the ``omp`` layer is chosen, and no lock is taken.
+Serial kernels never take the lock.
+
+Fork
+----
+Processes forked after a parallel kernel ran (multiprocessing's default start
+method on Linux, PyTorch DataLoader workers, Lava's runtime, Dask's process
+workers) need a fork-safe layer. GNU OpenMP is not: Numba's ``omp`` layer kills a
+forked child at its first parallel launch ("Terminating: fork() called from a
+process already using GNU OpenMP, this is unsafe."). ``tbb`` is both fork-safe and
+thread-safe, and Numba picks it first whenever the ``tbb`` package is importable,
+so lavaconv depends on ``tbb`` (on x86-64, where it has wheels) and leaves Numba's
+choice alone: no environment variable to set. Where the layer still turns out to
+be GNU OpenMP (no tbb, or ``NUMBA_THREADING_LAYER=omp``), a forked child's first
+parallel launch raises a :class:`RuntimeError` that says so and how to fix it,
+instead of the process being killed.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
@@ -38,9 +52,32 @@ def _pool_size() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
-#: The thread count (always resolved: the pool size by default) and the threading
-#: layer once known.
-_STATE: dict = {"threads": _pool_size(), "layer": None}
+#: The thread count (always resolved: the pool size by default), the threading
+#: layer once known, and the process that first launched a parallel kernel.
+_STATE: dict = {"threads": _pool_size(), "layer": None, "pid": None}
+
+
+def _gnu_openmp() -> bool:
+    """Whether Numba's ``omp`` layer runs on GNU OpenMP (not fork-safe)."""
+    try:
+        from numba.np.ufunc import omppool
+    except ImportError:
+        return False
+    return getattr(omppool, "openmp_vendor", "") == "GNU"
+
+
+def _check_fork(layer: str) -> None:
+    """Raise instead of letting GNU OpenMP kill a forked child (module docstring)."""
+    pid = os.getpid()
+    first = _STATE["pid"]
+    if first is None:
+        _STATE["pid"] = pid
+    elif first != pid and layer == "omp" and _gnu_openmp():
+        raise RuntimeError(
+            "lavaconv: this process was forked after its parent ran parallel kernels on "
+            "Numba's GNU OpenMP threading layer, which would kill it here. Install the "
+            "'tbb' package (pip install tbb; Numba then picks its fork-safe TBB layer), or "
+            "start child processes with the 'spawn' or 'forkserver' method.")
 
 
 def set_num_threads(n: int | None) -> None:
@@ -106,7 +143,9 @@ class _Locked:
 
     def __exit__(self, *exc) -> None:
         _LOCK.release()
-        threading_layer()
+        layer = threading_layer()
+        if layer is not None and _STATE["pid"] is None:
+            _STATE["pid"] = os.getpid()
 
 
 _UNLOCKED = _Unlocked()
@@ -129,6 +168,9 @@ def launch():
     layer = _STATE["layer"]
     if layer is None:
         layer = threading_layer()
-    if layer is not None and layer != "workqueue":
-        return _UNLOCKED
+    if layer is not None:
+        if _STATE["pid"] != os.getpid():
+            _check_fork(layer)
+        if layer != "workqueue":
+            return _UNLOCKED
     return _LOCKED

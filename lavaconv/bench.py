@@ -5,6 +5,10 @@ For every workload of :data:`lavaconv.workloads.WORKLOADS` and every density of
 
 * ``dense``, ``events``, ``auto``: :meth:`ConvEngine.exact` with a prepared engine
   (weights re-laid-out once, as a model step does), exact int32 output;
+* the public entry points, as a user calls them (int32 weights, Lava's dtype):
+  ``utils.conv``; ``fixed.step``, ``float.step``, ``bitacc.step`` (each model's
+  ``step``); ``fixed.run`` (``PyConvModelFixed.run`` over ``RUN_STEPS`` time-last
+  frames of the same density, reported **per step**);
 * ``scipy``: :func:`lavaconv.utils.conv_scipy`, Lava's algorithm (the reference);
 * ``torch32``, ``torch64``: ``torch.nn.functional.conv2d`` in float32 and float64
   with layouts converted outside the timed region (skipped without torch);
@@ -18,7 +22,8 @@ JSON schema (``lavaconv-bench/1``)::
 
     {"schema": "lavaconv-bench/1", "threads": int, "quick": bool,
      "torch": version or null, "numba_threading_layer": str, "cpu": str,
-     "malloc_tuned": bool (see tune_malloc),
+     "malloc_tuned": bool (see tune_malloc; off unless asked: the allocator as a
+                           user has it),
      "results": [{"workload": str, "density": float or "graded",
                   "events": int, "synaptic_ops": int, "dense_macs": int,
                   "auto_choice": "dense" | "events" (the cost model's choice for the
@@ -45,13 +50,22 @@ import numpy as np
 
 from . import _threads
 from .engine import ConvEngine
-from .utils import conv_scipy
+from .models import PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat
+from .process import Conv
+from .utils import conv, conv_scipy
 from .workloads import DENSITIES, WORKLOADS
 
-__all__ = ["OURS", "run", "table", "write_json", "plot", "crossovers"]
+__all__ = ["ENTRY_POINTS", "OURS", "entry_table", "run", "table", "write_json", "plot",
+           "crossovers"]
 
 #: Our timed paths.
 OURS = ("dense", "events", "auto")
+#: The public entry points timed beside them, and the torch column each is held
+#: against (WORKLOADS.md: ``PyConvModelFloat`` against float64, the others float32).
+ENTRY_POINTS = {"utils.conv": "torch32", "fixed.step": "torch32", "float.step": "torch64",
+                "bitacc.step": "torch32", "fixed.run": "torch32"}
+#: Time steps of the ``fixed.run`` entry (its time is reported per step).
+RUN_STEPS = 20
 
 
 #: Length of one burst of calls of one callable in :func:`_timeit_interleaved` (s).
@@ -152,8 +166,48 @@ def tune_malloc() -> bool:
         return False
 
 
+def _entry_points(wl, x: np.ndarray, w: np.ndarray, graded: bool, seed: int
+                  ) -> tuple[dict[str, Callable[[], object]], dict[str, np.ndarray]]:
+    """Build the public entry points of one case: callables and what each must return.
+
+    Every callable returns the result of its case's input ``x`` (each model has
+    stepped ``x`` once, so every further ``step(x)`` emits ``f(x)``; ``run`` over
+    ``RUN_STEPS`` frames emits ``f(frame t-1)`` at ``t``, checked on its last frame).
+    """
+    w32 = w.astype(np.int32)
+    args = wl.conv_args()
+    bits = 8 if graded else 0
+    proc = Conv(weight=w32, input_shape=wl.input_shape, padding=wl.padding,
+                stride=wl.stride, dilation=wl.dilation, groups=wl.groups,
+                num_message_bits=bits)
+    models = {"fixed": PyConvModelFixed(proc), "float": PyConvModelFloat(proc),
+              "bitacc": PyConvModelBitAcc(proc)}
+    rng = np.random.default_rng(seed)
+    if graded:
+        seq = rng.integers(1, 128, size=wl.input_shape + (RUN_STEPS,), dtype=np.int16)
+    else:
+        density = float(np.count_nonzero(x)) / x.size
+        seq = rng.random(wl.input_shape + (RUN_STEPS,)) < density
+    seq = seq.astype(x.dtype)
+    seq[..., -2] = x
+    runner = PyConvModelFixed(proc)
+    fns: dict[str, Callable[[], object]] = {
+        "utils.conv": lambda: conv(x, w32, *args),
+        "fixed.run": lambda: runner.run(seq)[..., -1],
+    }
+    for name, model in models.items():
+        model.step(x)  # from here on every step emits f(x)
+        fns[f"{name}.step"] = lambda model=model: model.step(x)
+    plain = conv_scipy(x, w32, *args)
+    encoded = conv_scipy(x, models["bitacc"].weight, *args)
+    expected = {"utils.conv": plain, "fixed.run": plain, "fixed.step": plain,
+                "float.step": plain, "bitacc.step": encoded}
+    return fns, expected
+
+
 def run(quick: bool = False, workloads: Sequence[str] | None = None,
-        threads: int = 2, progress: Callable[[str], None] | None = None) -> dict:
+        threads: int = 2, progress: Callable[[str], None] | None = None,
+        malloc: bool = False) -> dict:
     """Run the benchmark and return the JSON-ready report (module docstring).
 
     Parameters
@@ -166,13 +220,16 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
         Threads for our kernels and for torch.
     progress : callable, optional
         Called with a one-line status before each case.
+    malloc : bool
+        Pin glibc's malloc thresholds first (:func:`tune_malloc`). Off by default:
+        the figures are for the allocator as a user has it.
     """
     names = list(workloads) if workloads else list(WORKLOADS)
     for name in names:
         if name not in WORKLOADS:
             raise ValueError(f"workloads: unknown workload {name!r}; choose from "
                              f"{sorted(WORKLOADS)}.")
-    malloc_tuned = tune_malloc()
+    malloc_tuned = tune_malloc() if malloc else False
     # conv_scipy imports scipy.signal on its first call (~0.6 s): pay that outside
     # the timed region, since --quick times the reference once
     conv_scipy(np.zeros((1, 1, 1)), np.zeros((1, 1, 1, 1)), 1, 1, 0, 1, 1)
@@ -224,7 +281,16 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
                     y = tcall()[0].numpy().transpose(2, 1, 0)
                     correct[label] = bool(np.array_equal(y, expected))
                     timed[label] = tcall
+            entries, wanted = _entry_points(wl, x, w, density == "graded", seed=k)
+            for label, fn in entries.items():
+                got = np.asarray(fn())
+                correct[label] = bool(np.array_equal(got.astype(np.float64), wanted[label]))
+                timed[label] = fn
             times = _timeit_interleaved(timed, budget)
+            run_t = times["fixed.run"]
+            times["fixed.run"] = {"min": run_t["min"] / RUN_STEPS,
+                                  "median": run_t["median"] / RUN_STEPS,
+                                  "calls": run_t["calls"], "per": "step"}
             if quick:
                 times["scipy"] = {"min": scipy_once, "median": scipy_once, "calls": 1}
             else:
@@ -314,6 +380,43 @@ def table(report: dict) -> str:
     notes.append("measured crossover density (events = dense): " + ", ".join(
         f"{k} {_crossing(report, k) if v is None else f'{v:.3%}'}" for k, v in cross.items()))
     return "\n".join(lines + [""] + notes)
+
+
+def entry_table(report: dict) -> str:
+    """Table of the public entry points: ms, ratio to the prepared call, to torch.
+
+    ``/prep`` is the entry point's time over the prepared ``auto`` call (1.00: no
+    cost on top of the kernel); ``vs torch`` is torch's time over the entry point's
+    (float32 for all but ``float.step``, held against float64); ``run/step`` is
+    ``fixed.run``'s time per step over ``fixed.step``'s.
+    """
+    has_torch = report["torch"] is not None
+    head = ["workload", "density"]
+    for name in ENTRY_POINTS:
+        head += [name, "/prep"] + ([f"vs {ENTRY_POINTS[name][5:]}"] if has_torch else [])
+    head += ["run/step", "ok"]
+    rows = [head]
+    for r in report["results"]:
+        t = r["times"]
+        auto = t["auto"]["min"]
+        row = [r["workload"], str(r["density"])]
+        for name, rival in ENTRY_POINTS.items():
+            row += [_ms(t[name]), f"{t[name]['min'] / auto:.2f}"]
+            if has_torch:
+                row += [f"{t[rival]['min'] / t[name]['min']:.1f}x"]
+        row += [f"{t['fixed.run']['min'] / t['fixed.step']['min']:.2f}",
+                "yes" if all(r["correct"][n] for n in ENTRY_POINTS) else "NO"]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths, strict=True))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * wd for wd in widths))
+    note = ("public entry points, times in ms (minimum over calls; fixed.run per step, "
+            f"T = {RUN_STEPS}); /prep = time / prepared auto call; vs t32/t64 = torch time / "
+            "ours; run/step = fixed.run per step / fixed.step")
+    if not report.get("malloc_tuned"):
+        note += "; allocator as a user has it (glibc defaults)"
+    return "\n".join(lines + ["", note])
 
 
 def _crossing(report: dict, name: str) -> str:

@@ -24,11 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--threads", type=int, default=2, help="threads for us and torch (2)")
     b.add_argument("--json", default="lavaconv-bench.json", help="JSON output path")
     b.add_argument("--png", default="lavaconv-bench.png", help="plot output path")
+    b.add_argument("--tune-malloc", action="store_true",
+                   help="pin glibc's malloc thresholds first (default: as a user has it)")
     sub.add_parser("warmup", help="compile every shipped kernel signature")
     args = parser.parse_args(argv)
 
     if args.command == "warmup":
-        from .events import warmup
+        from .warmup import warmup
 
         print(f"warm-up took {warmup():.2f} s")
         return 0
@@ -38,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         report = bench.run(quick=args.quick, workloads=args.workload, threads=args.threads,
-                           progress=_progress(start))
+                           progress=_progress(start), malloc=args.tune_malloc)
     except ValueError as exc:
         sys.stderr.write(f"\nlavaconv bench: {exc}\n")
         return 2
     sys.stderr.write(f"\r\033[Kdone in {time.perf_counter() - start:.1f} s\n")
     print(bench.table(report))
+    print()
+    print(bench.entry_table(report))
     bench.write_json(report, args.json)
     print(f"\nJSON: {args.json}")
     if bench.plot(report, args.png):

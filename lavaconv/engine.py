@@ -37,16 +37,27 @@ density differs by layer (:meth:`ConvEngine.crossover_density`).
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from . import _threads
+from .dtypes import (
+    F32_EXACT,
+    INT32_LIMIT,
+    INT64_LIMIT,
+    dtype_bound,
+    exact_accumulator,
+    max_abs,
+)
 from .geometry import Geometry
+from .kernels import compare as _compare
 from .kernels import dense as _dense
 from .kernels import events as _events
 
-__all__ = ["ConvEngine", "PATHS", "exact_accumulator", "max_abs"]
+__all__ = ["ConvEngine", "PATHS", "clear_cache", "prepare"]
 
 #: Accepted values of ``path=``.
 PATHS = ("auto", "dense", "events")
@@ -102,49 +113,7 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
 
-_FLOAT32, _FLOAT64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
-_F32_EXACT = 2 ** 24
-_F64_EXACT = 2 ** 53
-_I64_LIMIT = 2 ** 63
-
-
-def max_abs(x: np.ndarray) -> int:
-    """Largest ``|x|`` as a Python int (0 for an empty array; 1 for a non-empty bool one)."""
-    if x.size == 0:
-        return 0
-    if x.dtype == np.bool_:
-        return int(x.any())
-    return max(abs(int(x.max())), abs(int(x.min())))
-
-
-def exact_accumulator(bound: int) -> np.dtype:
-    """Cheapest dtype in which integer sums bounded by ``bound`` are exact.
-
-    Parameters
-    ----------
-    bound : int
-        Upper bound on the magnitude of every product and partial sum.
-
-    Returns
-    -------
-    numpy.dtype
-        float32, float64 or int64 (see the module docstring).
-
-    Raises
-    ------
-    OverflowError
-        If ``bound >= 2**63``: no native type holds the sum exactly.
-    """
-    if bound < _F32_EXACT:
-        return _FLOAT32
-    if bound < _F64_EXACT:
-        return _FLOAT64
-    if bound < _I64_LIMIT:
-        return _INT64
-    raise OverflowError(
-        f"the exact convolution sum may reach {bound} >= 2**63 and cannot be held in "
-        f"int64; reduce the weight or input magnitudes."
-    )
+_F32_EXACT, _I64_LIMIT = F32_EXACT, INT64_LIMIT
 
 
 def _check_path(path: str) -> str:
@@ -211,7 +180,14 @@ class ConvEngine:
 
     def __init__(self, weight: np.ndarray, geometry: Geometry) -> None:
         self.geometry = geometry
+        # a private copy: the prepared layer must not change when the caller's
+        # array does (the cache in :func:`prepare` compares against it)
+        weight = np.array(weight, copy=True, order="C")
+        weight.flags.writeable = False
         self.weight = weight
+        bits = _UNSIGNED.get(weight.itemsize)
+        #: The weight's bits as one flat unsigned array (the cache's content check).
+        self._weight_bits = weight.reshape(-1).view(bits) if bits is not None else None
         g = geometry
         #: ``max_k sum |W[k]|``: with ``max|x|`` it bounds every partial sum.
         self.weight_l1: int = 0
@@ -226,6 +202,13 @@ class ConvEngine:
         run = (g.kernel_size[1] * g.in_channels if g.dilation[1] == 1 and g.groups == 1
                else g.in_per_group)
         self._planes = not self.depthwise and run < 16
+        #: The dense kernel this layer runs (decided once, here): ``"planes"``
+        #: (few input channels), ``"dot"`` (dot products over contiguous runs),
+        #: ``"depthwise_direct"`` (depthwise, ``sy == 1``, unpadded input when its
+        #: dtype allows, see :meth:`_direct_input`) or ``"depthwise"``.
+        self.dense_kind: str = ("planes" if self._planes else
+                                "dot" if not self.depthwise else
+                                "depthwise_direct" if g.stride[1] == 1 else "depthwise")
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
         self._n_in = int(np.prod(g.input_shape))
@@ -247,6 +230,14 @@ class ConvEngine:
         self._fan_y = (self._yo_of >= 0).sum(axis=1)
         #: Mean (event, tap) pairs per event, over uniformly placed events.
         self.mean_taps = float(self._fan_x.mean() * self._fan_y.mean())
+
+    def __reduce__(self):
+        """Pickle as ``(weight, geometry)``: rebuilt through :func:`prepare` on unpickling.
+
+        A worker process then holds one prepared layer per distinct layer, whatever
+        number of tasks ship it, and no lock or scratch buffer crosses processes.
+        """
+        return (prepare, (self.weight, self.geometry))
 
     @property
     def crossover(self) -> float | None:
@@ -422,6 +413,15 @@ class ConvEngine:
         self._sample_turn = turn = (self._sample_turn + 1) & 0x3FFFFFFF
         return turn
 
+    @staticmethod
+    def _words(rows: np.ndarray) -> np.ndarray:
+        """Rows as ``uint64`` words for the event scan when whole and aligned, else ``rows``."""
+        if rows.itemsize <= 8 and rows.shape[1] * rows.itemsize % 8 == 0:
+            view = rows.view(np.uint64)
+            if view.flags.aligned:  # (a misaligned view would compile another kernel)
+                return view
+        return rows
+
     def _rows(self, frames: np.ndarray) -> np.ndarray:
         """C-contiguous frames viewed as ``(N * X_in, Y_in * C_in)`` rows."""
         return np.ascontiguousarray(frames).reshape(frames.shape[0] * self._x_in, self._row_len)
@@ -437,12 +437,23 @@ class ConvEngine:
         paths give bit-identical results. The sampled rows are evenly spaced, and
         the first one moves by one row at every call, so that no fixed pattern of
         empty rows can mislead every call (:func:`lavaconv.kernels.events.count_sample`).
-        ``path="auto"`` runs the same count inside the event kernel's launch
-        (:func:`lavaconv.kernels.events.scatter_frames`).
+        ``path="auto"`` decides from it (:meth:`decide`).
         """
         rows = self._rows(frames)
         found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
         return int(round(found * rows.shape[0] / counted)) if counted else 0
+
+    def estimate_events_timelast(self, data: np.ndarray) -> int:
+        """:meth:`estimate_events` for time-last sequences ``(N, X, Y, C, T)``, C-contiguous."""
+        n = data.shape[0]
+        rows = data.reshape(n * self._x_in, self._row_len * data.shape[-1])
+        found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
+        return int(round(found * rows.shape[0] / counted)) if counted else 0
+
+    @property
+    def n_in(self) -> int:
+        """Entries of one input frame, ``X * Y * C_in``."""
+        return self._n_in
 
     def events_from_indices(self, x, y, c, value=None, dtype=np.int64) -> Events:
         """Events of one frame given as index arrays ``(x, y, c[, value])``.
@@ -521,8 +532,8 @@ class ConvEngine:
                                    we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
         return out
 
-    def events(self, frames: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
-               limit: float | None = None) -> np.ndarray | None:
+    def events(self, frames: np.ndarray, dtype: np.dtype,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Convolve a stack of frames with the event-driven (scatter) kernel.
 
         Events are found and scattered in one parallel pass
@@ -537,36 +548,23 @@ class ConvEngine:
             are exact when the bound of the module docstring is below their range.
         out : ndarray, optional
             Where to write the result (checked by :meth:`exact`); new when omitted.
-        limit : float, optional
-            For ``path="auto"``: when the sampled estimate of the event count
-            (:meth:`estimate_events`) reaches ``limit``, return ``None`` without
-            scattering (the caller runs the dense path).
 
         Returns
         -------
-        ndarray, (N, X_out, Y_out, C_out), ``dtype``, or None
-            None only when ``limit`` was reached.
+        ndarray, (N, X_out, Y_out, C_out), ``dtype``
         """
         dtype = np.dtype(dtype)
         we = self._prepare_events(dtype)
         n = frames.shape[0]
         rows = self._rows(frames)
-        words = rows
-        if rows.itemsize <= 8 and self._row_len * rows.itemsize % 8 == 0:
-            view = rows.view(np.uint64)
-            if view.flags.aligned:  # (a misaligned view would compile another kernel)
-                words = view
+        words = self._words(rows)
         if out is None:
             out = np.empty((n,) + self._out_shape, dtype=dtype)
-        if limit is None:
-            sample, limit = 0, 0.0
-        else:
-            sample, limit = _SAMPLE_ELEMENTS, float(limit)
         n_blocks = -(-_threads.get_num_threads() // max(n, 1))
         with _threads.launch():
-            done = _events.scatter_frames(rows, words, self._c_in, we, self._xo_of, self._yo_of,
-                                          self._koff, out, n_blocks, sample, self._turn(), limit)
-        return out if done else None
+            _events.scatter_frames(rows, words, self._c_in, we, self._xo_of, self._yo_of,
+                                   self._koff, out, n_blocks)
+        return out
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
         """Multiply-adds the event path performs: ``sum over events of fan-out``.
@@ -675,7 +673,8 @@ class ConvEngine:
         x_in, y_in, c_in = g.input_shape
         return frames.reshape(frames.shape[0], x_in, y_in * c_in)
 
-    def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto") -> np.ndarray:
+    def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto",
+                out: np.ndarray | None = None) -> np.ndarray:
         """Convolve frames in accumulator ``dtype`` by the chosen path.
 
         Parameters
@@ -684,29 +683,47 @@ class ConvEngine:
             Input frames, already validated.
         dtype : numpy.dtype
             float32 or float64 (float results), or int64 (exact for integer data).
+            Float sums of integer-valued weights and inputs are exact on both paths
+            while they stay below ``2**24`` (float32) or ``2**53`` (float64); other
+            float sums differ between the paths by rounding only (the scatter adds
+            in event order, the gather in tap order).
         path : {"auto", "dense", "events"}
-            ``"auto"`` estimates the event count from a sample of rows
-            (:meth:`estimate_events`, counted inside the event kernel's launch) and
-            runs the dense path when it reaches :meth:`crossover_density`.
+            ``"auto"``: :meth:`decide` picks one, before any kernel runs.
+        out : ndarray, (N, X_out, Y_out, C_out), ``dtype``, C-contiguous, optional
+            Where to write the result (every cell is overwritten); new when omitted.
 
         Returns
         -------
         ndarray, (N, X_out, Y_out, C_out), ``dtype``
         """
         dtype = np.dtype(dtype)
-        path = _check_path(path)
-        if path == "dense":
-            return self.dense(frames, dtype)
         frames = np.ascontiguousarray(frames)  # once, for either path
-        result = self.events(frames, dtype, limit=self._limit(path, frames, dtype.itemsize))
-        return self.dense(frames, dtype) if result is None else result
+        if self.decide(frames, path, dtype.itemsize) == "dense":
+            return self.dense(frames, dtype, out=out)
+        return self.events(frames, dtype, out=out)
 
-    def _limit(self, path: str, frames: np.ndarray, itemsize: int,
-               dense_itemsize: int | None = None) -> float | None:
-        """Event count from which ``path`` ("auto" or "events") runs dense instead."""
+    def decide(self, frames: np.ndarray, path: str = "auto", itemsize: int = 8,
+               dense_itemsize: int | None = None) -> str:
+        """The path a call runs: ``path`` itself, or for ``"auto"`` the one predicted faster.
+
+        ``"auto"`` counts the events of a sample of about ``_SAMPLE_ELEMENTS`` input
+        entries (:meth:`estimate_events`, one serial pass over the sampled rows) and
+        picks ``"events"`` below :meth:`crossover_density` (for the accumulator item
+        sizes given), else ``"dense"``. Decided once, here, before any kernel runs.
+
+        Raises
+        ------
+        ValueError
+            Unknown ``path``.
+        """
+        path = _check_path(path)
         if path != "auto":
-            return None
-        return self.crossover_density(itemsize, dense_itemsize) * frames.shape[0] * self._n_in
+            return path
+        n_in = frames.shape[0] * self._n_in
+        if n_in == 0:
+            return "dense"
+        rho = self.crossover_density(itemsize, dense_itemsize)
+        return "events" if self.estimate_events(frames) < rho * n_in else "dense"
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
                    need_small: bool) -> int:
@@ -715,11 +732,30 @@ class ConvEngine:
             return int(input_max_abs)
         if frames.dtype == np.bool_:
             return 1
-        info = np.iinfo(frames.dtype)
-        by_dtype = max(abs(int(info.min)), int(info.max))
+        by_dtype = dtype_bound(frames.dtype)
         product = by_dtype * self.weight_l1
         if product < (_F32_EXACT if need_small else _I64_LIMIT):
             return by_dtype
+        return max_abs(frames)
+
+    def input_bound(self, frames: np.ndarray) -> int:
+        """Bound ``|frames|``: by the dtype when that proves int32 sums, else by the data.
+
+        Parameters
+        ----------
+        frames : ndarray
+            Validated input (native bool, integer or float dtype).
+
+        Returns
+        -------
+        int
+        """
+        if frames.dtype == np.bool_:
+            return 1
+        if frames.dtype.kind in "iu":
+            by_dtype = dtype_bound(frames.dtype)
+            if by_dtype * self.weight_l1 < INT32_LIMIT:
+                return by_dtype
         return max_abs(frames)
 
     def exact(self, frames: np.ndarray, input_max_abs: int | None = None, *,
@@ -758,7 +794,6 @@ class ConvEngine:
         OverflowError
             If the exact sum may not fit in int64 (or in int32 when asked).
         """
-        path = _check_path(path)
         out_dtype = np.dtype(out_dtype)
         out_limit = _INT_DTYPES.get(out_dtype)
         if out_limit is None:
@@ -782,14 +817,127 @@ class ConvEngine:
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
             dense_dtype = exact_accumulator(bound * self.weight_l1)
-        if path != "dense":
-            limit = self._limit(path, frames, out_dtype.itemsize, dense_dtype.itemsize)
-            if out is None:  # written by one path or the other
-                out = np.empty(shape, out_dtype)
-            if self.events(frames, out_dtype, out=out, limit=limit) is not None:
-                return out
+        if self.decide(frames, path, out_dtype.itemsize, dense_dtype.itemsize) == "events":
+            return self.events(frames, out_dtype, out=out)
         if dense_dtype == out_dtype:
             return self.dense(frames, dense_dtype, out=out)
         # exact float (or int64) accumulator in scratch, one cast into the result
         acc = self._scratch("accumulator", shape, dense_dtype)
         return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype, result=out)
+
+
+    # -- time-last sequences -----------------------------------------------------------
+    def timelast_events(self, data: np.ndarray, binary: bool, dtype: np.dtype,
+                        out: np.ndarray, t_count: int, t_offset: int) -> None:
+        """Event-driven convolution of time-last sequences, read without a transpose.
+
+        Parameters
+        ----------
+        data : ndarray, (N, X, Y, C_in, T), C-contiguous
+            Sequences in Lava's time-last layout, already validated (native dtype).
+        binary : bool
+            Every non-zero entry counts as 1 (Lava's spike rule); else its value.
+        dtype : numpy.dtype
+            Accumulator dtype, ``out.dtype`` (int32, int64, float32 or float64).
+        out : ndarray, (N, T_out, X_out, Y_out, C_out), C-contiguous
+            Frames ``t_offset .. t_offset + t_count - 1`` receive the sums of
+            input times ``0 .. t_count - 1``; the others are untouched.
+        t_count, t_offset : int
+            See ``out``.
+        """
+        dtype = np.dtype(dtype)
+        we = self._prepare_events(dtype)
+        n, n_t = data.shape[0], data.shape[-1]
+        rows = data.reshape(n * self._x_in, self._row_len * n_t)
+        words = self._words(rows)
+        n_blocks = -(-_threads.get_num_threads() // max(n, 1))
+        with _threads.launch():
+            _events.scatter_timelast(rows, words, self._c_in, n_t, t_count, t_offset, binary,
+                                     we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
+
+
+#: Most prepared layers kept by :func:`prepare` (the least recently used go first).
+#: Each holds its re-laid-out weights and up to 64 MiB of scratch per thread.
+CACHE_SIZE = 16
+
+_LAYERS: OrderedDict[tuple, ConvEngine] = OrderedDict()
+#: ``id(weight array) -> layer last prepared from it``: the fast path of :func:`prepare`.
+_BY_ID: dict[int, ConvEngine] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+#: The unsigned type of each item size: an array's items compared as their bits.
+_UNSIGNED = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32),
+             8: np.dtype(np.uint64)}
+
+
+def _same_content(weight: np.ndarray, layer: ConvEngine) -> bool:
+    """Whether ``weight`` holds exactly the bits the layer was prepared from."""
+    own = layer.weight
+    if weight.dtype != own.dtype or weight.shape != own.shape:
+        return False
+    bits = _UNSIGNED.get(own.itemsize)
+    if bits is None or not (weight.flags.c_contiguous and weight.flags.aligned):
+        return bool(np.array_equal(weight.view(np.uint8) if bits is None else weight, own))
+    return bool(_compare.same_words(weight.reshape(-1).view(bits), layer._weight_bits))
+
+
+def prepare(weight: np.ndarray, geometry: Geometry) -> ConvEngine:
+    """Return the prepared layer of ``(weight, geometry)``, from a bounded, thread-safe cache.
+
+    Every entry point reaches its layer through here, so a stateless call such as
+    :func:`lavaconv.utils.conv` runs at the speed of a prepared one on repeated
+    calls. The cache is keyed by what determines a layer: the geometry, the weight's
+    dtype and shape, and its **content**. Repeated calls with the same array take a
+    fast path (looked up by the array's identity, then its bytes compared with the
+    layer's own copy: measured 3 us for ``mid``'s int32 weights, 6 us for ``vgg``'s);
+    an array changed in place therefore gets a layer for its new content, never a
+    stale one. Another array with equal content finds its layer by a hash of the
+    bytes (BLAKE2b, confirmed by the byte comparison).
+
+    Parameters
+    ----------
+    weight : ndarray, (C_out, KX, KY, C_in // groups)
+        Validated weights (native bool, integer or float dtype). Not kept: the
+        layer holds a read-only copy.
+    geometry : Geometry
+        Validated geometry matching ``weight``.
+
+    Returns
+    -------
+    ConvEngine
+        Shared between callers: do not set attributes on it (its ``crossover``
+        included) unless you built it yourself with ``ConvEngine(...)``.
+    """
+    layer = _BY_ID.get(id(weight))
+    if (layer is not None and (layer.geometry is geometry or layer.geometry == geometry)
+            and _same_content(weight, layer)):
+        return layer
+    w = np.ascontiguousarray(weight)
+    digest = hashlib.blake2b(memoryview(w).cast("B"), digest_size=16).digest()
+    key = (geometry, w.dtype.str, w.shape, digest)
+    with _CACHE_LOCK:
+        layer = _LAYERS.get(key)
+        if layer is not None:
+            _LAYERS.move_to_end(key)
+    if layer is None or not _same_content(w, layer):
+        built = ConvEngine(w, geometry)  # outside the lock: it takes a while
+        with _CACHE_LOCK:
+            layer = _LAYERS.setdefault(key, built)
+            _LAYERS.move_to_end(key)
+            while len(_LAYERS) > CACHE_SIZE:
+                _, dropped = _LAYERS.popitem(last=False)
+                for k in [k for k, v in _BY_ID.items() if v is dropped]:
+                    del _BY_ID[k]
+    with _CACHE_LOCK:
+        if len(_BY_ID) >= 4 * CACHE_SIZE:
+            _BY_ID.clear()
+        _BY_ID[id(weight)] = layer
+    return layer
+
+
+def clear_cache() -> None:
+    """Forget every prepared layer of :func:`prepare` (and free their memory)."""
+    with _CACHE_LOCK:
+        _LAYERS.clear()
+        _BY_ID.clear()

@@ -15,7 +15,9 @@ from typing import Any, Union
 import numpy as np
 
 __all__ = [
+    "MAX_FRAME_ELEMENTS",
     "Geometry",
+    "geometry_for",
     "make_tuple",
     "output_shape",
     "validate_geometry",
@@ -25,9 +27,20 @@ __all__ = [
 
 IntOrPair = Union[int, Sequence[int], np.ndarray]  # noqa: UP007 (a runtime alias)
 
+#: Largest padded input or output frame accepted, in entries. A layer beyond it
+#: would need tens of GiB per frame; it is refused when the geometry is validated,
+#: before anything is allocated (instead of a bare ``MemoryError`` after trying).
+MAX_FRAME_ELEMENTS = 2**32
+
 
 def _as_int(value: Any, name: str) -> int:
-    """Return ``value`` as a plain Python int, or raise a ``ValueError`` naming it."""
+    """Return ``value`` as a plain Python int, or raise a ``ValueError`` naming it.
+
+    Accepts Python and NumPy integers, integral floats, and 0-d or 1-element integer
+    arrays (``.npz`` and hdf5 files hand scalars over as those).
+    """
+    if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
+        value = value.reshape(()).item() if value.dtype.kind in "iuf" else value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             return int(value)
@@ -274,7 +287,63 @@ def validate_geometry(
     padding_ = _check_pair(make_tuple(padding, "padding"), "padding", 0)
     dilation_ = _check_pair(make_tuple(dilation, "dilation"), "dilation", 1)
     out = output_shape(shape, c_out, wshape[1:3], stride_, padding_, dilation_)
+    padded = (shape[0] + 2 * padding_[0]) * (shape[1] + 2 * padding_[1]) * shape[2]
+    for what, size in (("padded input", padded), ("output", out[0] * out[1] * out[2])):
+        if size > MAX_FRAME_ELEMENTS:
+            raise ValueError(
+                f"the {what} frame would hold {size} entries (input_shape={shape}, "
+                f"padding={padding_}, output shape {out}), more than the "
+                f"{MAX_FRAME_ELEMENTS} lavaconv accepts (tens of GiB per frame); check the "
+                f"padding and input_shape.")
     return Geometry(shape, wshape, stride_, padding_, dilation_, groups_, out)  # type: ignore[arg-type]
+
+
+_GEOMETRIES: dict[tuple, Geometry] = {}
+_GEOMETRIES_MAX = 256
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is exactly an int, None, or a tuple of exact ints."""
+    cls = value.__class__
+    if cls is int or value is None:
+        return True
+    if cls is tuple:
+        for v in value:
+            if v.__class__ is not int:
+                return False
+        return True
+    return False
+
+
+def geometry_for(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    kernel_size: IntOrPair | None = None,
+) -> Geometry:
+    """:func:`validate_geometry`, remembered for arguments given as plain ints and tuples.
+
+    A stateless entry point (:func:`lavaconv.utils.conv`) validates the same
+    arguments at every call; this returns the Geometry validated the first time.
+    Arguments of other types (NumPy scalars and arrays, lists, floats, bools) are
+    validated anew each time, so every rule applies exactly as in
+    :func:`validate_geometry`.
+    """
+    if (_plain(stride) and _plain(padding) and _plain(dilation) and _plain(groups)
+            and _plain(kernel_size) and _plain(input_shape) and _plain(weight_shape)):
+        key = (input_shape, weight_shape, stride, padding, dilation, groups, kernel_size)
+        g = _GEOMETRIES.get(key)
+        if g is None:
+            g = validate_geometry(*key)
+            if len(_GEOMETRIES) >= _GEOMETRIES_MAX:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = g
+        return g
+    return validate_geometry(input_shape, weight_shape, stride, padding, dilation, groups,
+                             kernel_size)
 
 
 def validate_int_range(value: Any, name: str, low: int, high: int) -> int:
@@ -289,8 +358,6 @@ def validate_int_range(value: Any, name: str, low: int, high: int) -> int:
         Naming the argument, its value and the allowed range.
 
     """
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.item()
     v = _as_int(value, name)
     if not low <= v <= high:
         raise ValueError(f"{name} must be in {low}..{high}, got {name}={v}.")

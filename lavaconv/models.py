@@ -48,7 +48,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .engine import ConvEngine
+from .dtypes import INT32_LIMIT, check_array, int_result_dtype
+from .engine import ConvEngine, prepare
 from .geometry import validate_int_range
 from .kernels import layout as _layout
 from .process import Conv
@@ -171,20 +172,7 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
 # -- the models --------------------------------------------------------------------
 def _int32_fits(engine: ConvEngine, max_abs: int) -> bool:
     """Whether every exact sum of messages bounded by ``max_abs`` fits in int32."""
-    return max_abs * engine.weight_l1 <= _INT32_MAX
-
-
-def _exact(engine: ConvEngine, messages: np.ndarray, max_abs: int, int32: bool = False,
-           out: np.ndarray | None = None) -> np.ndarray:
-    """``engine.exact``: int64 sums, or int32 when asked and proven to fit.
-
-    The engine writes int32 sums directly, which halves the memory traffic of the
-    scatter and spares the cast to the model's int32 output.
-    """
-    out_dtype = np.int32 if int32 and _int32_fits(engine, max_abs) else np.int64
-    if out is not None and out.dtype == out_dtype:
-        return engine.exact(messages, input_max_abs=max_abs, out_dtype=out_dtype, out=out)
-    return engine.exact(messages, input_max_abs=max_abs, out_dtype=out_dtype)
+    return max_abs * engine.weight_l1 < INT32_LIMIT
 
 
 def _into(out: np.ndarray | None, values: np.ndarray) -> np.ndarray:
@@ -243,7 +231,7 @@ class _PyConvModel:
             model is refused here rather than failing at a step (SPEC 2).
 
         """
-        self._engine = ConvEngine(weight, self.geometry)
+        self._engine = prepare(weight, self.geometry)
         if self._integer_messages:
             largest = self._largest_message()
             worst = largest * self._engine.weight_l1
@@ -322,14 +310,22 @@ class _PyConvModel:
         return self._a_buf.copy()
 
     # -- the hook ------------------------------------------------------------------
-    def _accumulate(self, messages: np.ndarray, max_abs: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
-        """Compute the model's accumulator values for a stack of messages.
+    def _sum_dtype(self, max_abs: int) -> np.dtype:
+        """Dtype of the exact (or float64) sums for messages bounded by ``max_abs``.
+
+        Integer models: int32 when every sum provably fits, else int64.
+        """
+        return int_result_dtype(max_abs * self._engine.weight_l1)
+
+    def _finish(self, sums: np.ndarray, max_abs: int,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """Turn the sums into the model's dendritic accumulator values: the one hook.
 
         Parameters
         ----------
-        messages : ndarray, (M, X, Y, C_in), contiguous
-            Messages after the rule of SPEC 3: bool (binary), int32 or float64.
+        sums : ndarray, (M, X_out, Y_out, C_out), :meth:`_sum_dtype`
+            Exact sums of weight times message (float64 sums for the float model).
+            May be modified in place.
         max_abs : int
             Bound on ``|messages|``.
         out : ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`, optional
@@ -341,6 +337,93 @@ class _PyConvModel:
 
         """
         raise NotImplementedError
+
+    def _accumulate(self, messages: np.ndarray, max_abs: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Compute the accumulator values of a stack of messages: sums, then :meth:`_finish`.
+
+        Parameters
+        ----------
+        messages : ndarray, (M, X, Y, C_in)
+            Messages after the rule of SPEC 3: bool (binary), int32 or float64.
+        max_abs : int
+            Bound on ``|messages|``.
+        out : ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`, optional
+            Where to write the values (then returned); new when omitted.
+
+        Returns
+        -------
+        ndarray, (M, X_out, Y_out, C_out), :attr:`out_dtype`
+
+        """
+        dtype = self._sum_dtype(max_abs)
+        direct = out if out is not None and out.dtype == dtype and out.flags.c_contiguous \
+            else None
+        return self._finish(self._sums(messages, max_abs, dtype, direct), max_abs, out)
+
+    def _sums(self, messages: np.ndarray, max_abs: int, dtype: np.dtype,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """Sum a stack of messages in ``dtype`` (:meth:`_sum_dtype`), by the auto path."""
+        if dtype.kind == "f":
+            return self._engine.compute(messages, dtype, out=out)
+        return self._engine.exact(messages, input_max_abs=max_abs, out_dtype=dtype, out=out)
+
+    #: The graded message rule is "used as received" (no per-value transform), so
+    #: :meth:`run` may scatter the time-last input in place.
+    _plain_messages: ClassVar[bool] = True
+
+    def _run_timelast(self, state: np.ndarray, data: np.ndarray, bound: int,
+                      direct: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`run` on the event path, reading the time-last input in place.
+
+        Parameters
+        ----------
+        state : ndarray, (N, X, Y, C_in)
+            The messages held (may be a broadcast view).
+        data : ndarray, (N, X, Y, C_in, T), validated
+            The input, time last.
+        bound : int
+            Bound on ``|messages|`` of ``data``.
+        direct : ndarray, (N, T, X_out, Y_out, C_out), optional
+            A C-contiguous frames-first view of the caller's ``out``.
+
+        Returns
+        -------
+        (new_state, a_out) or None
+            None, before anything is written, when the input is not C-contiguous,
+            needs a per-value message rule, or is dense enough for the dense path
+            (the caller then runs the batched frames path).
+        """
+        if not (data.flags.c_contiguous and data.dtype.itemsize <= 8 and data.dtype != np.uint64
+                and (self.num_message_bits == 0 or self._plain_messages)):
+            return None
+        engine = self._engine
+        n, n_t = data.shape[0], data.shape[-1]
+        both = max(bound, self._state_bound)
+        dtype = self._sum_dtype(both)
+        if n_t > 1:
+            frames = n * (n_t - 1)
+            limit = engine.crossover_density(dtype.itemsize) * frames * engine.n_in
+            if engine.estimate_events_timelast(data) >= limit:
+                return None
+        shape = (n, n_t) + self.geometry.output_shape
+        sums = (direct if direct is not None and direct.dtype == dtype
+                else np.empty(shape, dtype))
+        if self._state_bound == 0:  # the messages held are all zero: so are their sums
+            sums[:, 0] = 0
+        elif n == 1:
+            self._sums(state, self._state_bound, dtype, sums[:, 0])
+        else:
+            sums[:, 0] = self._sums(np.ascontiguousarray(state), self._state_bound, dtype)
+        if n_t > 1:
+            engine.timelast_events(data, self.num_message_bits == 0, dtype, sums,
+                                   n_t - 1, 1)
+        new_state = np.empty(state.shape, self._message_dtype)
+        self._messages(data[..., n_t - 1], new_state)
+        flat = sums.reshape((n * n_t,) + self.geometry.output_shape)
+        flat_out = None if direct is None else direct.reshape(flat.shape)
+        a_out = self._finish(flat, both, flat_out)
+        return new_state, a_out.reshape(shape)
 
     # -- shared step body ------------------------------------------------------------
     def _graded(self, src: np.ndarray, dst: np.ndarray) -> None:
@@ -385,19 +468,8 @@ class _PyConvModel:
             non-finite values, or invalid graded payloads (:meth:`_message_bound`).
 
         """
+        data = check_array(data, name, messages=True)
         kind = data.dtype.kind
-        if kind not in "biuf":
-            raise ValueError(
-                f"{name} must be bool, integer or float spikes, got dtype {data.dtype}."
-            )
-        if not data.dtype.isnative:
-            data = data.astype(data.dtype.newbyteorder("="))
-        if kind == "f":
-            if not np.isfinite(data).all():
-                raise ValueError(
-                    f"{name} contains NaN or infinite values; inputs must be finite.")
-            if data.dtype == np.float16:
-                data = data.astype(np.float32)  # exact: float32 holds every float16
         long_double = kind == "f" and data.dtype.itemsize > 8
         if self.num_message_bits == 0:
             return (data != 0 if long_double else data), 1
@@ -571,10 +643,14 @@ class _PyConvModel:
             direct = np.moveaxis(out, -1, 1) if batched else np.moveaxis(out, -1, 0)[None]
             if not direct.flags.c_contiguous:
                 direct = None
-        both = max(bound, self._state_bound)
-        new_state, a_out = conv_run(state, frames, self._messages,
-                                    lambda m, o: self._accumulate(m, both, o), self._chunk,
-                                    out=direct)
+        done = self._run_timelast(state, x if batched else x[np.newaxis], bound, direct)
+        if done is not None:
+            new_state, a_out = done
+        else:
+            both = max(bound, self._state_bound)
+            new_state, a_out = conv_run(state, frames, self._messages,
+                                        lambda m, o: self._accumulate(m, both, o),
+                                        self._chunk, out=direct)
         self._set_state(new_state if batched else new_state[0], bound)
         result = np.moveaxis(a_out, 1, -1) if batched else np.moveaxis(a_out[0], 0, -1)
         if out is None:
@@ -585,6 +661,32 @@ class _PyConvModel:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conv!r})"
+
+    def _options(self) -> dict:
+        """The keyword arguments this model was built with (beyond ``conv``)."""
+        return {}
+
+    def __reduce__(self):
+        """Pickle compactly: the process, the options and the held messages.
+
+        The prepared layer is not shipped: unpickling rebuilds the model, which
+        finds its layer through :func:`lavaconv.engine.prepare` (built once per
+        process). The held messages travel only when they are not all zero.
+        """
+        state = None if self._state_bound == 0 and self._state.ndim == 3 else self._state
+        return (_rebuild, (type(self), self.conv, self._options(), state, self._state_bound))
+
+
+def _rebuild(cls: type, conv: Conv, options: dict, state: np.ndarray | None,
+             bound: int) -> _PyConvModel:
+    """Unpickle a model (see ``_PyConvModel.__reduce__``); construction warnings were
+    already given where it was first built."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = cls(conv, **options)
+    if state is not None:
+        model._set_state(state, bound)
+    return model
 
 
 class PyConvModelFloat(_PyConvModel):
@@ -609,10 +711,13 @@ class PyConvModelFloat(_PyConvModel):
         self.weight = np.asarray(conv.weight.init, np.float64)
         self._set_engine(self.weight)
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
+    def _sum_dtype(self, max_abs: int) -> np.dtype:
+        return np.dtype(np.float64)
+
+    def _finish(self, sums: np.ndarray, max_abs: int,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Float64 sum, no clamp."""
-        return self._engine.dense(messages, np.dtype(np.float64), out=out)
+        return _into(out, sums)
 
 
 class PyConvModelFixed(_PyConvModel):
@@ -671,15 +776,12 @@ class PyConvModelFixed(_PyConvModel):
             return 4  # int32 sums are the result
         return 8 + 8 + 4  # int64 sums, their wrap, the int32 result
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
+    def _finish(self, sums: np.ndarray, max_abs: int,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Exact sum, then ``wrap_to_bits(., 24)``."""
-        half = 1 << (self.num_accum_bits - 1)
-        if max_abs * self._engine.weight_l1 < half:
-            # proven |sum| < 2**23: the wrap is the identity
-            sums = _exact(self._engine, messages, max_abs, int32=True, out=out)
-        else:
-            sums = wrap_to_bits(_exact(self._engine, messages, max_abs), self.num_accum_bits)
+        if max_abs * self._engine.weight_l1 >= 1 << (self.num_accum_bits - 1):
+            sums = wrap_to_bits(sums, self.num_accum_bits)
+        # else proven |sum| < 2**23: the wrap is the identity
         return _into(out, sums.astype(np.int32, copy=False))
 
 
@@ -767,6 +869,7 @@ class PyConvModelBitAcc(_PyConvModel):
         self.message_overflow = _check_choice(message_overflow, "message_overflow",
                                               _MESSAGE_OVERFLOW)
         self.num_accum_bits = validate_int_range(num_accum_bits, "num_accum_bits", 1, 32)
+        self._plain_messages = self.message_overflow == "error"
         weights = to_integer_weights(conv.weight.init)
         if sign_mode is None:
             mode = determine_sign_mode(weights) if weights.size else SignMode.EXCITATORY
@@ -777,6 +880,10 @@ class PyConvModelBitAcc(_PyConvModel):
                                  "sign_mode=SignMode.NULL.")
         self.sign_mode = mode
         self.weight_exp: int = conv.weight_exp.init
+        self._built_with = {"sign_mode": sign_mode, "exponent_mode": exponent_mode,
+                            "num_accum_bits": num_accum_bits,
+                            "accumulator_overflow": accumulator_overflow,
+                            "message_overflow": message_overflow}
         encoded = truncate_weights(clip_weights(weights, mode, 8), mode,
                                    conv.num_weight_bits.init).astype(np.int64)
         if self.exponent_mode == "per_weight":
@@ -791,6 +898,9 @@ class PyConvModelBitAcc(_PyConvModel):
                 f"the scaled sum may reach {worst} and overflow int64; reduce "
                 f"num_message_bits ({b}) or weight_exp ({self.weight_exp})."
             )
+
+    def _options(self) -> dict:
+        return dict(self._built_with)
 
     def _sum_bound(self, max_abs: int) -> int:
         """Bound on ``|sum|`` after the exponent, for messages bounded by ``max_abs``."""
@@ -844,12 +954,15 @@ class PyConvModelBitAcc(_PyConvModel):
         fn = wrap_to_bits if self.message_overflow == "wrap" else saturate_to_bits
         dst[...] = fn(wide, self.num_message_bits)
 
-    def _accumulate(self, messages: np.ndarray, max_abs: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
+    def _sum_dtype(self, max_abs: int) -> np.dtype:
+        if self._shifts():
+            return np.dtype(np.int64)  # the shifted sum may leave int32
+        return super()._sum_dtype(max_abs)
+
+    def _finish(self, sums: np.ndarray, max_abs: int,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Exact sum, ``2**weight_exp`` (post-accumulation mode), then wrap or saturate."""
-        shift = self._shifts()
-        sums = _exact(self._engine, messages, max_abs, int32=not shift)
-        if shift:
+        if self._shifts():
             sums = shift_exponent(sums, self.weight_exp)
         if self._sum_bound(max_abs) < 1 << (self.num_accum_bits - 1):
             pass  # proven inside the accumulator range: no overflow to apply

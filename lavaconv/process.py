@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .dtypes import check_array
 from .geometry import Geometry, IntOrPair, validate_geometry, validate_precision
 
 __all__ = ["Conv", "Port", "Var"]
@@ -79,11 +80,7 @@ def _validate_weight(weight: Any) -> np.ndarray:
             f"weight must be 4-D (C_out, KX, KY, C_in // groups), got weight.shape="
             f"{weight.shape}."
         )
-    if weight.dtype.kind not in "biuf":
-        raise ValueError(f"weight must be bool, integer or float, got dtype {weight.dtype}.")
-    if weight.dtype.kind == "f" and not np.isfinite(weight).all():
-        raise ValueError("weight contains NaN or infinite values; use finite weights.")
-    return weight
+    return check_array(weight, "weight")
 
 
 class Conv:

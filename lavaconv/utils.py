@@ -10,17 +10,20 @@ computed and thrown away; :func:`conv_to_sparse` is correct in every
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from enum import IntEnum, unique
 
 import numpy as np
 
-from .engine import ConvEngine
-from .geometry import IntOrPair, make_tuple, output_shape, validate_geometry
+from .dtypes import check_array, int_result_dtype
+from .engine import PATHS, prepare
+from .geometry import IntOrPair, geometry_for, make_tuple, output_shape, validate_geometry
 from .kernels import accumulate as _acc
 from .kernels import sparse_index as _sparse
 
 __all__ = [
+    "TORCH_IS_AVAILABLE",
     "TensorOrder",
     "conv",
     "conv_scipy",
@@ -162,25 +165,17 @@ def signed_clamp(x: int | float | np.ndarray, bits: int) -> int | float | np.nda
 
 
 # -- convolution -------------------------------------------------------------------
-def _check_array(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got {name}.ndim={x.ndim} "
-                         f"(shape {x.shape}).")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be bool, integer or float, got dtype {x.dtype}.")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values; the convolution is "
-                         f"defined for finite values only.")
-    if x.dtype == np.float16:  # no float16 arithmetic in the kernels: exact in float32
-        return x.astype(np.float32)
-    if x.dtype.kind == "f" and x.dtype.itemsize > 8:  # longdouble: computed in float64
-        y = x.astype(np.float64)
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} holds values beyond the float64 range.")
-        return y
-    return x
+#: Lava's ``utils.TORCH_IS_AVAILABLE``: whether PyTorch can be imported. lavaconv never
+#: needs torch (its kernels are its own); the flag is kept so that code and tests
+#: written for Lava's module keep working. Checked without importing torch.
+def _torch_available() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked torch counts as absent
+        return False
+
+
+TORCH_IS_AVAILABLE: bool = _torch_available()
 
 
 def conv(
@@ -237,22 +232,26 @@ def conv(
     OverflowError
         If an exact integer sum could exceed int64.
     """
-    if path not in ("auto", "dense", "events"):
+    if path not in PATHS:
         raise ValueError(f"path must be 'auto', 'dense' or 'events', got path={path!r}.")
-    input = _check_array(input, "input", 3)
-    weight = _check_array(weight, "weight", 4)
-    geom = validate_geometry(input.shape, weight.shape, stride, padding, dilation, groups,
-                             kernel_size=kernel_size)
-    engine = ConvEngine(weight, geom)
+    input = check_array(input, "input", 3)
+    weight = check_array(weight, "weight", 4)
+    geom = geometry_for(input.shape, weight.shape, stride, padding, dilation, groups,
+                        kernel_size)
+    layer = prepare(weight, geom)
     frames = input[np.newaxis]
-    if weight.dtype.kind == "f":
-        acc = np.float32 if weight.dtype.itemsize <= 4 else np.float64
-        out = engine.compute(frames, np.dtype(acc), path=path)
-    elif input.dtype.kind == "f":
-        out = engine.compute(frames, np.dtype(np.float64), path=path)
-    else:
-        out = engine.exact(frames, path=path)
-    return out[0].astype(weight.dtype, copy=False)
+    wdt = weight.dtype
+    if wdt.kind == "f":
+        acc = np.float32 if wdt.itemsize <= 4 else np.float64
+        return layer.compute(frames, np.dtype(acc), path=path)[0].astype(wdt, copy=False)
+    if input.dtype.kind == "f":
+        return layer.compute(frames, np.dtype(np.float64), path=path)[0].astype(wdt)
+    # exact sums, written directly in the result dtype when it is int32 or int64 and
+    # holds every sum; otherwise in int32/int64 and cast as Lava casts (wrapping)
+    bound = layer.input_bound(frames)
+    exact = np.dtype(np.int64) if wdt == np.int64 else int_result_dtype(bound * layer.weight_l1)
+    out = layer.exact(frames, bound, path=path, out_dtype=exact)[0]
+    return out if out.dtype == wdt else out.astype(wdt)
 
 
 def conv_scipy(
@@ -282,8 +281,8 @@ def conv_scipy(
     """
     from scipy import signal  # imported here: it costs ~0.6 s, a third of a cold start
 
-    input = _check_array(input, "input", 3)
-    weight = _check_array(weight, "weight", 4)
+    input = check_array(input, "input", 3)
+    weight = check_array(weight, "weight", 4)
     g = validate_geometry(input.shape, weight.shape, stride, padding, dilation, groups,
                           kernel_size=kernel_size)
     (kx, ky), (sx, sy), (px, py), (dx, dy) = g.kernel_size, g.stride, g.padding, g.dilation
@@ -406,7 +405,7 @@ def conv_to_sparse(
     index_dtype = np.dtype(index_dtype)
     if index_dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
         raise ValueError(f"index_dtype must be int64 or int32, got {index_dtype}.")
-    kernel = _check_array(kernel, "kernel", 4)
+    kernel = check_array(kernel, "kernel", 4)
     shapes = [_validate_shape(shape, name, order)
               for name, shape in (("input_shape", input_shape), ("output_shape", output_shape))]
     (xi, yi, ci), (xo, yo, co), w, st, pd, dl, m_in, m_out = _order_to_lava(

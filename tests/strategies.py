@@ -8,17 +8,36 @@ from hypothesis import strategies as st
 SMALL = st.integers(1, 3)
 
 
+#: Layer families, one per dense kernel kind (``ConvEngine.dense_kind``): few input
+#: channels (the channel-plane kernel), many (the dot kernel, with 2-pixel x
+#: 4-channel blocks and their tails) and depthwise (direct when sy == 1, padded else).
+KINDS = ("small", "wide", "depthwise")
+
+
 @st.composite
-def geometries(draw, max_size: int = 9, max_groups: int = 3):
+def geometries(draw, max_size: int = 9, max_groups: int = 3, kind: str | None = None):
     """Draw a valid geometry: rectangular everything, groups, dilation, stride > kernel.
 
     Returns a dict with ``input_shape`` (X, Y, C_in), ``weight_shape``, ``stride``,
     ``padding``, ``dilation``, ``groups``; the output is non-empty by construction
     (input size drawn at least as large as the dilated kernel minus the padding).
+    ``kind`` (one of :data:`KINDS`, drawn when omitted) picks the channel counts so
+    that every dense kernel kind is reached: ``"wide"`` draws 12-24 input channels
+    per group (dot runs of at least 16 entries, and tails), ``"depthwise"`` one
+    channel per group.
     """
-    groups = draw(st.integers(1, max_groups))
-    cg = draw(st.integers(1, 3))
-    kg = draw(st.integers(1, 5))
+    kind = kind if kind is not None else draw(st.sampled_from(KINDS))
+    if kind == "depthwise":
+        groups = draw(st.integers(1, 12))
+        cg, kg = 1, 1
+    elif kind == "wide":
+        groups = draw(st.integers(1, 2))
+        cg = draw(st.integers(12, 24))
+        kg = draw(st.integers(1, 9))
+    else:
+        groups = draw(st.integers(1, max_groups))
+        cg = draw(st.integers(1, 3))
+        kg = draw(st.integers(1, 5))
     kx, ky = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     sx, sy = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     dx, dy = draw(SMALL), draw(SMALL)

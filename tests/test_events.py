@@ -12,8 +12,8 @@ from strategies import geometries, int8_weights, seeds, spikes
 import lavaconv
 from lavaconv import utils
 from lavaconv.engine import ConvEngine
-from lavaconv.events import conv_events
 from lavaconv.geometry import validate_geometry
+from lavaconv.indexed import conv_events
 from lavaconv.workloads import WORKLOADS
 
 PATHS = ["dense", "events", "auto"]
@@ -141,27 +141,25 @@ def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype):
     assert not engine.events(np.zeros_like(frames[:1]), np.dtype(np.int64)).any()
 
 
-def test_auto_limit_falls_back_without_touching_out():
-    """With ``limit``, the event kernel first counts a sample of rows; when the
-    estimate reaches the limit it returns None and leaves ``out`` as it was, and the
-    automatic path then writes the dense result into the same ``out``."""
+def test_auto_decides_once_and_writes_the_callers_out():
+    """``decide`` picks the path before any kernel runs; either path writes the
+    caller's ``out`` (pre-filled with garbage, so a skipped write shows)."""
     wl = WORKLOADS["dvs128"]
     x, w = wl.make(0.2, seed=4)
     engine = ConvEngine(w, wl.geometry)
     frames = x[None]
-    out = np.full((1,) + wl.geometry.output_shape, -7, np.int32)
-    n = int(np.count_nonzero(x))
-    assert engine.events(frames, np.dtype(np.int32), out=out, limit=n / 4) is None
-    assert (out == -7).all()
-    got = engine.events(frames, np.dtype(np.int32), out=out, limit=4.0 * n)
-    assert got is out
     pair = (wl.stride, wl.stride), (wl.padding, wl.padding), (wl.dilation, wl.dilation)
     expected = conv_reference(x, w, *pair, wl.groups)
-    np.testing.assert_array_equal(out[0], expected)
-    engine.crossover = 0.0  # auto must now run dense, into the caller's out
-    out[...] = -7
-    assert engine.exact(frames, input_max_abs=1, out_dtype=np.int32, out=out) is out
-    np.testing.assert_array_equal(out[0], expected)
+    out = np.full((1,) + wl.geometry.output_shape, -7, np.int32)
+    for crossover, path in ((0.0, "dense"), (1.0, "events")):
+        engine.crossover = crossover
+        assert engine.decide(frames) == path
+        out[...] = -7
+        assert engine.exact(frames, input_max_abs=1, out_dtype=np.int32, out=out) is out
+        np.testing.assert_array_equal(out[0], expected)
+    assert engine.decide(frames, "dense") == "dense"
+    with pytest.raises(ValueError, match="path must be one of"):
+        engine.decide(frames, "fast")
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -244,10 +242,9 @@ def test_auto_choice_at_the_extremes(name):
     e = ConvEngine(w, wl.geometry)
     assert e.choose_path(e.estimate_events(sparse[None]), 1, 4, 4) == "events"
     assert e.choose_path(e.estimate_events(full[None]), 1, 4, 4) == "dense"
-    # what path="auto" runs: the event kernel's own sample against the layer's limit
-    int32 = np.dtype(np.int32)
-    assert e.events(sparse[None], int32, limit=e._limit("auto", sparse[None], 4, 4)) is not None
-    assert e.events(full[None], int32, limit=e._limit("auto", full[None], 4, 4)) is None
+    # what path="auto" runs
+    assert e.decide(sparse[None], "auto", 4, 4) == "events"
+    assert e.decide(full[None], "auto", 4, 4) == "dense"
 
 
 def test_estimate_is_not_fooled_by_a_fixed_pattern_of_empty_rows():

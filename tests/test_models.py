@@ -585,23 +585,22 @@ def test_largest_accepted_fixed_model_steps_without_overflow(payload):
     assert model.run(np.stack([x, x], axis=-1))[0, 0, 0, 1] == expected
 
 
-def test_engine_asked_for_int32_sums_directly():
+def test_engine_asked_for_int32_sums_directly(monkeypatch):
     """The model passes out_dtype to the engine: int32 when the bound proves the sums
-    fit (binary spikes, small weights), int64 when it does not (int32 payloads)."""
+    fit (binary spikes, small weights), int64 when it does not (int32 payloads). The
+    layer is shared (lavaconv.engine.prepare), so the class is spied on, not the object."""
+    from lavaconv.engine import ConvEngine
+
     asked = []
+    real = ConvEngine.exact
 
-    def spy(model):
-        real = model._engine.exact
+    def exact(self, frames, input_max_abs=None, **kw):
+        asked.append(np.dtype(kw.get("out_dtype", np.int64)))
+        return real(self, frames, input_max_abs, **kw)
 
-        def exact(frames, input_max_abs=None, **kw):  # no out_dtype in the signature
-            asked.append(np.dtype(kw.get("out_dtype", np.int64)))
-            return real(frames, input_max_abs, **kw)
-
-        model._engine.exact = exact
-        return model
-
-    spy(PyConvModelFixed(_one_by_one(np.array([1, 2])))).step(np.ones((1, 1, 2)))
-    spy(PyConvModelFixed(_one_by_one(np.array([1, 2]), num_message_bits=8))).run(
+    monkeypatch.setattr(ConvEngine, "exact", exact)
+    PyConvModelFixed(_one_by_one(np.array([1, 2]))).step(np.ones((1, 1, 2)))
+    PyConvModelFixed(_one_by_one(np.array([1, 2]), num_message_bits=8)).run(
         np.full((1, 1, 2, 2), 2**30))
     assert asked == [np.dtype(np.int32), np.dtype(np.int64)]
 
@@ -717,11 +716,12 @@ def test_frame_bytes_bounds_what_run_allocates(name, bits, kw):
 
 
 # -- a_buf ------------------------------------------------------------------------------
-def test_a_buf_is_computed_once_per_state_and_returned_as_copies():
+def test_a_buf_is_computed_once_per_state_and_returned_as_copies(monkeypatch):
     model = PyConvModelFixed(_one_by_one(np.array([2, 3])))
     calls = []
     real = model._engine.exact
-    model._engine.exact = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    monkeypatch.setattr(model._engine, "exact",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
     model.step(np.array([1, 1]).reshape(1, 1, 2))
     n = len(calls)
     first = model.a_buf

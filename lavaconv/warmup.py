@@ -1,8 +1,6 @@
-"""Event-driven convolution from index arrays, and the compile warm-up.
+"""The compile warm-up: every kernel kind compiled (or loaded from the cache) up front.
 
-Other simulators and event cameras hold spikes as index arrays ``(x, y, c[, value])``
-rather than dense frames; :func:`conv_events` convolves them directly, without
-building a frame.
+See README, "Gotchas: compilation, threads, memory".
 """
 
 from __future__ import annotations
@@ -11,85 +9,12 @@ import time
 
 import numpy as np
 
-from .engine import ConvEngine
-from .geometry import IntOrPair, validate_geometry
+from .engine import ConvEngine, prepare
+from .geometry import validate_geometry
+from .indexed import conv_events
+from .stream import conv_event_stream
 
-__all__ = ["conv_events", "warmup"]
-
-
-def conv_events(
-    x: np.ndarray,
-    y: np.ndarray,
-    c: np.ndarray,
-    value: np.ndarray | None,
-    input_shape,
-    weight: np.ndarray,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    groups: int = 1,
-) -> np.ndarray:
-    """Convolve events given as index arrays, in Lava's layout and semantics.
-
-    The result equals ``lavaconv.conv`` of the dense frame holding ``value[e]`` at
-    ``(x[e], y[e], c[e])`` (repeated coordinates add up).
-
-    Parameters
-    ----------
-    x, y, c : array_like of ints, (E,)
-        Coordinates of the events inside ``input_shape``.
-    value : array_like, (E,), or None
-        Payloads (integer or float); ``None`` for binary spikes (value 1).
-    input_shape : tuple of 3 ints
-        ``(X, Y, C_in)``.
-    weight : ndarray, (C_out, KX, KY, C_in // groups)
-        Kernel (integer or float).
-    stride, padding, dilation : int or pair of ints, (X, Y)
-        Geometry.
-    groups : int
-        Groups.
-
-    Returns
-    -------
-    ndarray, (X_out, Y_out, C_out)
-        int64, exact, for integer weights and integer (or no) values; float64 when
-        either is float (float32 when both are float32).
-
-    Raises
-    ------
-    ValueError
-        Invalid geometry, mismatched lengths, coordinates outside the input.
-    OverflowError
-        If an exact integer sum could exceed int64.
-    """
-    weight = np.asarray(weight)
-    if weight.dtype.kind not in "biuf":
-        raise ValueError(f"weight must be integer or float, got dtype {weight.dtype}.")
-    if weight.dtype.kind == "f" and not np.isfinite(weight).all():
-        raise ValueError("weight contains NaN or infinite values.")
-    g = validate_geometry(input_shape, weight.shape, stride, padding, dilation, groups)
-    engine = ConvEngine(weight, g)
-    vdtype = np.asarray(value).dtype if value is not None else np.dtype(np.int64)
-    if weight.dtype.kind == "f" or vdtype.kind == "f":
-        both32 = weight.dtype == np.float32 and vdtype in (np.float32, np.int8, np.int16,
-                                                           np.uint8, np.bool_)
-        dtype = np.dtype(np.float32 if both32 else np.float64)
-    else:
-        dtype = np.dtype(np.int64)
-        vmax = 1
-        if value is not None and np.size(value):
-            v = np.asarray(value)
-            if v.dtype == np.uint64 and int(v.max()) >= 2**63:
-                raise ValueError("value: uint64 payloads >= 2**63 are not supported.")
-            vmax = max(abs(int(v.max())), abs(int(v.min())))
-        # each output sums at most (number of events) products; bound it like the engine
-        n_ev = int(np.size(x))
-        bound = vmax * int(np.abs(weight.astype(np.float64)).max()) * max(n_ev, 1)
-        if min(bound, vmax * engine.weight_l1 * max(n_ev, 1)) >= 2**63:
-            raise OverflowError(
-                f"the exact sum may reach {bound} >= 2**63; reduce the magnitudes.")
-    events = engine.events_from_indices(x, y, c, value, dtype)
-    return engine.scatter(events, dtype)[0]
+__all__ = ["warmup"]
 
 
 def warmup() -> float:
@@ -101,7 +26,10 @@ def warmup() -> float:
     layer (so every dense kernel), and the event path on rows of an odd number of
     bytes (which it scans entry by entry instead of in 8-byte words); the engine with
     int32 output; ``conv_events``; ``conv_to_sparse``; the accumulators; and
-    ``step``/``run`` of the three models with binary and graded input. Other dtypes
+    ``step``/``run`` of the three models with binary and graded input, and ``run`` on
+    sparse time-last input (the in-place time-last scatter); ``conv_event_stream``;
+    the prepared-layer cache's content check for 1-, 2-, 4- and 8-byte weights. A
+    test checks that every kernel of :mod:`lavaconv.kernels` is compiled by it. Other dtypes
     still compile on first use. Call it once at start-up to move the compile cost out
     of the first real call (see README, "Gotchas: compilation, threads, memory").
 
@@ -146,6 +74,28 @@ def warmup() -> float:
                           PyConvModelBitAcc(proc)):
                 model.step(data[..., 0])
                 model.run(data)
+    # run() on sparse, C-contiguous time-last input: the in-place time-last scatter
+    proc = Conv(weight=rng.integers(-3, 4, size=(4, 3, 3, 4)).astype(np.int8),
+                input_shape=(6, 5, 4), padding=1)
+    for idt in (np.bool_, np.int8, np.float32, np.float64):
+        sparse = np.zeros((6, 5, 4, 4), idt)
+        sparse[1, 2, 3, 1] = 1
+        for model in (PyConvModelFloat(proc), PyConvModelFixed(proc), PyConvModelBitAcc(proc)):
+            model.run(sparse)
+            model.run(sparse[None])
+    # event-camera streams (check, bin, scatter)
+    ev = np.zeros(2, [("x", np.int64), ("y", np.int64), ("p", np.int64), ("t", np.int64)])
+    ev["x"], ev["t"] = [1, 2], [0, 3]
+    for wdtype in (np.int8, np.float32, np.float64):
+        for binary in (True, False):
+            conv_event_stream(ev, (5, 6, 4), rng.integers(-3, 4, (4, 3, 3, 4)).astype(wdtype),
+                              time_window=2, binary=binary)
+    # the prepared-layer cache's content check, for every weight item size
+    for wdtype in (np.int8, np.int16, np.int32, np.int64):
+        w = rng.integers(-3, 4, size=(2, 1, 1, 1)).astype(wdtype)
+        geo = validate_geometry((2, 2, 1), w.shape)
+        prepare(w, geo)
+        prepare(w, geo)
     # rows of an odd number of bytes: the event scan walks entries, not 8-byte words
     odd_shape, odd_wshape = (5, 5, 1), (2, 3, 3, 1)
     w = rng.integers(-3, 4, size=odd_wshape).astype(np.int8)

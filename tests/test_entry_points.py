@@ -1,0 +1,392 @@
+"""Every public entry point behind one prepared layer (issue 8).
+
+The prepared-layer cache (content-keyed, in-place changes seen, bounded, thread-safe),
+the result dtypes of ``utils.conv``, every NumPy dtype and byte order, impossible sizes
+refused before allocating, the float model on the event path, ``run`` reading the
+time-last input in place, Lava's scalar conventions, and fork safety.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import conv_reference, model_reference
+from strategies import KINDS, geometries, int8_weights, seeds
+
+import lavaconv
+from lavaconv import Conv, PyConvModelBitAcc, PyConvModelFixed, PyConvModelFloat, utils
+from lavaconv import engine as engine_mod
+from lavaconv.geometry import validate_geometry
+
+MODELS = {"float": PyConvModelFloat, "fixed": PyConvModelFixed, "bitacc": PyConvModelBitAcc}
+
+
+def _geo(g):
+    return (g["stride"], g["padding"], g["dilation"], g["groups"])
+
+
+def _lava_args(g):
+    return (g["weight_shape"][1:3],) + _geo(g)
+
+
+# -- the prepared-layer cache ---------------------------------------------------------
+def test_same_array_reuses_one_layer_and_sees_in_place_changes():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-9, 10, (6, 3, 3, 4)).astype(np.int32)
+    x = rng.random((9, 8, 4)) < 0.3
+    g = validate_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    layer = engine_mod.prepare(w, g)
+    assert engine_mod.prepare(w, g) is layer
+    first = utils.conv(x, w, 3, 1, 1, 1, 1)
+    np.testing.assert_array_equal(first, conv_reference(x, w, padding=(1, 1)))
+    w[2, 1, 0, 3] += 50  # in place: the next call must see it
+    second = utils.conv(x, w, 3, 1, 1, 1, 1)
+    np.testing.assert_array_equal(second, conv_reference(x, w, padding=(1, 1)))
+    assert not np.array_equal(first, second) or not x.any()
+    assert engine_mod.prepare(w, g) is not layer
+    # the layer holds its own read-only copy: the caller's later writes cannot reach it
+    assert not layer.weight.flags.writeable
+    assert layer.weight[2, 1, 0, 3] == w[2, 1, 0, 3] - 50
+
+
+def test_equal_content_in_another_array_finds_the_same_layer():
+    w = np.arange(2 * 3 * 3 * 2, dtype=np.int16).reshape(2, 3, 3, 2) - 9
+    g = validate_geometry((5, 5, 2), w.shape)
+    layer = engine_mod.prepare(w, g)
+    assert engine_mod.prepare(w.copy(), g) is layer
+    assert engine_mod.prepare(np.asfortranarray(w), g) is layer  # same values, same layer
+    assert engine_mod.prepare(w.astype(np.int32), g) is not layer  # another dtype
+    g2 = validate_geometry((5, 5, 2), w.shape, padding=1)
+    assert engine_mod.prepare(w, g2) is not layer  # another geometry
+
+
+def test_in_place_change_through_conv_events():
+    w = np.ones((2, 3, 3, 1), np.int32)
+    x, y, c = np.array([2]), np.array([2]), np.array([0])
+    a = lavaconv.conv_events(x, y, c, None, (5, 5, 1), w, 1, 1, 1, 1)
+    w[:] = 3
+    b = lavaconv.conv_events(x, y, c, None, (5, 5, 1), w, 1, 1, 1, 1)
+    np.testing.assert_array_equal(b, 3 * a)
+
+
+def test_cache_is_bounded():
+    engine_mod.clear_cache()
+    g = validate_geometry((4, 4, 1), (1, 1, 1, 1))
+    for i in range(engine_mod.CACHE_SIZE + 10):
+        engine_mod.prepare(np.full((1, 1, 1, 1), i, np.int64), g)
+    assert len(engine_mod._LAYERS) == engine_mod.CACHE_SIZE
+    assert len(engine_mod._BY_ID) <= 4 * engine_mod.CACHE_SIZE
+    engine_mod.clear_cache()
+    assert not engine_mod._LAYERS and not engine_mod._BY_ID
+
+
+def test_prepare_from_several_threads_gives_one_layer_and_right_results():
+    rng = np.random.default_rng(3)
+    w = rng.integers(-5, 6, (8, 3, 3, 8)).astype(np.int32)
+    frames = [rng.random((10, 9, 8)) < 0.2 for _ in range(8)]
+    expected = [conv_reference(f, w, padding=(1, 1)) for f in frames]
+    got, layers = [None] * 8, [None] * 8
+
+    def work(i):
+        for _ in range(5):
+            got[i] = utils.conv(frames[i], w.copy(), 3, 1, 1, 1, 1)
+            layers[i] = engine_mod.prepare(w, validate_geometry((10, 9, 8), w.shape, 1, 1))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        np.testing.assert_array_equal(got[i], expected[i])
+    assert len({id(layer) for layer in layers}) == 1
+
+
+def test_models_share_the_prepared_layer():
+    w = np.random.default_rng(4).integers(-8, 8, (4, 3, 3, 2)).astype(np.int64)
+    conv = Conv(weight=w, input_shape=(6, 6, 2), padding=1)
+    assert PyConvModelFixed(conv)._engine is PyConvModelFixed(conv)._engine
+
+
+# -- utils.conv returns Lava's dtype directly -----------------------------------------
+@pytest.mark.parametrize("wdtype", ["int8", "int16", "int32", "int64", "uint8", "float32",
+                                    "float64"])
+def test_conv_returns_weight_dtype_with_lavas_cast(wdtype):
+    """Lava returns ``result.astype(weight.dtype)``: for int8 weights a sum of 200
+    wraps to -56; an int32 result is written directly (its values are exact)."""
+    w = np.full((1, 2, 2, 1), 50, wdtype)
+    x = np.ones((3, 3, 1), np.int8)
+    out = utils.conv(x, w, 2, 1, 0, 1, 1)
+    assert out.dtype == np.dtype(wdtype)
+    expected = np.full((2, 2, 1), 200)  # 4 taps x 50
+    np.testing.assert_array_equal(out, expected.astype(wdtype))
+
+
+@pytest.mark.parametrize("path", ["auto", "dense", "events"])
+def test_conv_int32_weights_beyond_int32_sums_are_exact_then_cast(path):
+    """Sums of 2**31 and more cannot be int32: they are computed in int64 and cast
+    (two's complement, as NumPy casts), never silently in an overflowing int32."""
+    w = np.full((1, 1, 1, 2), 2**30, np.int32)
+    x = np.full((1, 1, 2), 3, np.int32)  # sum 6 * 2**30
+    out = utils.conv(x, w, 1, 1, 0, 1, 1, path=path)
+    assert out.dtype == np.int32
+    assert out[0, 0, 0] == np.array(6 * 2**30, np.int64).astype(np.int32)
+
+
+# -- every NumPy dtype and byte order ------------------------------------------------
+NUMERIC = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+           "float16", "float32", "float64", "longdouble"]
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("dtype", NUMERIC)
+def test_every_dtype_and_byte_order_as_input_and_weight(dtype, order):
+    rng = np.random.default_rng(5)
+    dt = np.dtype(dtype)
+    if dt.itemsize > 1:
+        dt = dt.newbyteorder(order)
+    lo = 0 if dt.kind in "ub" else -4
+    x = rng.integers(lo, 5, (7, 6, 3)) * (rng.random((7, 6, 3)) < 0.4)
+    w = rng.integers(lo, 5, (4, 3, 2, 3))
+    for xi, wi in ((x.astype(dt), w.astype(np.int32)), (x.astype(np.int8), w.astype(dt))):
+        expected = conv_reference(xi.astype(np.int64), wi.astype(np.int64), padding=(1, 1))
+        for path in ("dense", "events", "auto"):
+            out = utils.conv(xi, wi, (3, 2), 1, 1, 1, 1, path=path)
+            np.testing.assert_array_equal(out.astype(np.int64),
+                                          expected.astype(wi.dtype).astype(np.int64))
+        sc = utils.conv_scipy(xi, wi, (3, 2), 1, 1, 1, 1)
+        np.testing.assert_array_equal(sc, expected)
+
+
+@pytest.mark.parametrize("bad", [np.complex64, object, "U3", "M8[s]"])
+def test_unsupported_dtypes_are_refused_by_name(bad):
+    x = np.zeros((4, 4, 1), bad)
+    w = np.ones((1, 3, 3, 1), np.int32)
+    with pytest.raises(ValueError, match="input must be bool, integer or float"):
+        utils.conv(x, w, 3, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="weight must be bool, integer or float"):
+        utils.conv(np.zeros((4, 4, 1)), w.astype(bad), 3, 1, 0, 1, 1)
+
+
+def test_uint64_beyond_int64_is_refused():
+    x = np.full((3, 3, 1), 2**63, np.uint64)
+    with pytest.raises(ValueError, match="uint64 values of 2\\*\\*63"):
+        utils.conv(x, np.ones((1, 1, 1, 1), np.int64), 1, 1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding=10**9), dict(input_shape=(10**6, 10**6, 10))])
+def test_impossible_sizes_refused_before_allocating(kwargs):
+    shape = kwargs.get("input_shape", (4, 4, 1))
+    with pytest.raises(ValueError, match="entries") as info:
+        Conv(weight=np.ones((2, 3, 3, shape[2]), np.int8), input_shape=shape,
+             padding=kwargs.get("padding", 0))
+    assert "more than" in str(info.value)
+    with pytest.raises(ValueError, match="padded input frame would hold"):
+        utils.conv(np.ones((4, 4, 1)), np.ones((1, 3, 3, 1)), 3, 1, 10**9, 1, 1)
+
+
+def test_non_finite_values_still_refused_with_the_fast_check():
+    """Large finite float32 values overflow the sum that proves finiteness; the
+    per-value test then decides (no false refusal)."""
+    x = np.full((4, 4, 1), 3e38, np.float32)
+    w = np.ones((1, 1, 1, 1), np.float64)
+    np.testing.assert_allclose(utils.conv(x, w, 1, 1, 0, 1, 1), x.astype(np.float64))
+    x[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        utils.conv(x, w, 1, 1, 0, 1, 1)
+
+
+# -- Lava's scalar conventions --------------------------------------------------------
+def test_parameters_as_numpy_scalars_and_small_arrays():
+    """npz and hdf5 files hand over 0-d and 1-element arrays; Lava accepts them."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (7, 7, 4))
+    w = rng.integers(-3, 4, (6, 3, 3, 2))
+    expected = conv_reference(x, w, stride=(2, 2), padding=(1, 1), groups=2)
+    for groups in (2, np.int64(2), np.array(2), np.array([2])):
+        args = (np.array([3, 3]), np.array(2), np.array([1]), np.int32(1), groups)
+        np.testing.assert_array_equal(utils.conv(x, w, *args), expected)
+        np.testing.assert_array_equal(utils.conv_scipy(x, w, *args), expected)
+    conv = Conv(weight=w, input_shape=np.array([7, 7, 4]), padding=np.array(1),
+                stride=np.array([2, 2]), groups=np.array(2), weight_exp=np.array(0),
+                num_weight_bits=np.array([8]), num_message_bits=np.int8(0))
+    assert conv.output_shape == expected.shape
+    with pytest.raises(ValueError, match="groups must be an integer"):
+        utils.conv(x, w, 3, 1, 1, 1, np.array([2.5]))
+    with pytest.raises(ValueError, match="groups"):
+        utils.conv(x, w, 3, 1, 1, 1, np.array([2, 2]))
+
+
+def test_torch_is_available_flag_mirrors_lava():
+    import importlib.util
+
+    assert utils.TORCH_IS_AVAILABLE is (importlib.util.find_spec("torch") is not None)
+
+
+# -- the float model on the event path -------------------------------------------------
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 4),
+       density=st.sampled_from([0.01, 0.1, 0.5]), path=st.sampled_from(["events", "dense"]))
+def test_float_model_integer_weights_exact_on_both_paths(g, seed, t, density, path):
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"]).astype(np.float64)
+    frames = [rng.random(g["input_shape"]) < density for _ in range(t)]
+    model = PyConvModelFloat(Conv(weight=w, input_shape=g["input_shape"], padding=g["padding"],
+                                  stride=g["stride"], dilation=g["dilation"],
+                                  groups=g["groups"]))
+    model._engine.crossover = 0.0 if path == "dense" else 1.0
+    try:
+        expected, _ = model_reference(frames, w, g, "float")
+        for i in range(t):
+            np.testing.assert_array_equal(model.step(frames[i]), expected[i])
+    finally:
+        model._engine.crossover = None
+
+
+@given(g=geometries(max_size=6), seed=seeds())
+def test_float_model_real_weights_within_stated_tolerance(g, seed):
+    """Non-integer float64 weights: the event path adds in event order, the dense
+    path in tap order; both agree with a fixed-order float64 sum to a relative
+    error of ``n_terms * 2**-52`` (bounded here by rtol 1e-12 with atol 1e-12)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=g["weight_shape"])
+    x = (rng.random((1,) + g["input_shape"]) < 0.2) * rng.normal(size=g["input_shape"])
+    geo = validate_geometry(g["input_shape"], w.shape, *_geo(g))
+    layer = engine_mod.prepare(w, geo)
+    expected = conv_reference(x[0], w, *_geo(g))
+    for path in ("events", "dense"):
+        got = layer.compute(x, np.float64, path=path)[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+# -- run reads the time-last input in place -------------------------------------------
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 5), n=st.integers(0, 2),
+       name=st.sampled_from(sorted(MODELS)), bits=st.sampled_from([0, 0, 5]),
+       dtype=st.sampled_from(["bool", "int8", "int32", "float64", "uint16"]))
+def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype):
+    """At low density ``run`` scatters straight from (N, X, Y, C, T) data; whatever
+    path it takes, it equals T steps, sample by sample, including the held state."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    conv = Conv(weight=w, input_shape=g["input_shape"], padding=g["padding"],
+                stride=g["stride"], dilation=g["dilation"], groups=g["groups"],
+                num_message_bits=bits)
+    shape = ((n,) if n else ()) + g["input_shape"] + (t,)
+    active = rng.random(shape) < 0.03
+    values = rng.integers(0 if dtype in ("bool", "uint16") else -15, 16, shape)
+    data = (active * (values if bits else 1)).astype(dtype)
+    samples = [data[i] for i in range(n)] if n else [data]
+    model = MODELS[name](conv)
+    warm = data[..., :1] if t else data
+    model.run(warm)  # a held state to carry into the next run
+    got = model.run(data)
+    for i, sample in enumerate(samples):
+        ref = MODELS[name](conv)
+        ref.step(sample[..., 0])
+        expected = np.stack([ref.step(sample[..., k]) for k in range(t)], axis=-1)
+        np.testing.assert_array_equal(got[i] if n else got, expected)
+
+
+def test_timelast_run_known_answer():
+    """One spike at (x=1, y=1) of a 3x3 input at t=0 through a 3x3 all-ones kernel,
+    padding 1: every output pixel within one step of (1, 1) sees it once, so
+    ``out[..., 1]`` is all ones (the delay: ``out[..., 0]`` is zero) and ``out[..., 2]``
+    zero."""
+    conv = Conv(weight=np.ones((1, 3, 3, 1), np.int32), input_shape=(3, 3, 1), padding=1)
+    data = np.zeros((3, 3, 1, 3), np.int8)
+    data[1, 1, 0, 0] = 1
+    out = PyConvModelFixed(conv).run(data)
+    np.testing.assert_array_equal(out[..., 0], 0)
+    np.testing.assert_array_equal(out[..., 1], 1)
+    np.testing.assert_array_equal(out[..., 2], 0)
+
+
+def test_timelast_path_is_taken_for_sparse_contiguous_input():
+    calls = []
+    rng = np.random.default_rng(7)
+    conv = Conv(weight=int8_weights(rng, (8, 3, 3, 8)), input_shape=(16, 16, 8), padding=1)
+    model = PyConvModelFixed(conv)
+    real = model._engine.timelast_events
+
+    def spy(*a, **kw):
+        calls.append(a[0].shape)
+        return real(*a, **kw)
+
+    model._engine.timelast_events = spy
+    try:
+        data = rng.random((16, 16, 8, 10)) < 0.002
+        model.run(data)
+        assert calls == [(1, 16, 16, 8, 10)]
+        model.run(np.asfortranarray(data))  # not C-contiguous: the frames path
+        assert len(calls) == 1
+    finally:
+        del model._engine.timelast_events
+
+
+# -- fork ----------------------------------------------------------------------------
+def test_forked_child_after_parallel_parent_computes_correctly():
+    """multiprocessing's default start method on Linux forks: the child of a parent
+    that ran parallel kernels must compute right results (not be killed)."""
+    code = textwrap.dedent("""
+        import multiprocessing as mp, numpy as np, sys
+        from lavaconv import utils
+        rng = np.random.default_rng(0)
+        x = rng.random((20, 18, 8)) < 0.1
+        w = rng.integers(-9, 10, (16, 3, 3, 8)).astype(np.int32)
+        ref = {p: utils.conv(x, w, 3, 1, 1, 1, 1, path=p) for p in ("dense", "events")}
+        def child(q):
+            q.put(all(np.array_equal(utils.conv(x, w, 3, 1, 1, 1, 1, path=p), ref[p])
+                      for p in ("dense", "events")))
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        p.join(120)
+        ok = p.exitcode == 0 and q.get(timeout=5)
+        same = np.array_equal(ref["dense"], ref["events"])
+        sys.exit(0 if ok and same else 1)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_strategies_reach_every_dense_kernel(kind):
+    """The property tests' geometries reach every dense kernel kind."""
+    from hypothesis import find
+
+    wanted = {"small": {"planes"}, "wide": {"dot"},
+              "depthwise": {"depthwise", "depthwise_direct"}}[kind]
+    for target in wanted:
+        find(geometries(kind=kind), lambda g, target=target: engine_mod.ConvEngine(
+            np.ones(g["weight_shape"], np.int8),
+            validate_geometry(g["input_shape"], g["weight_shape"], *_geo(g))
+        ).dense_kind == target)
+
+
+# -- pickling -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_pickle_compactly_and_continue_identically(name):
+    import pickle
+
+    rng = np.random.default_rng(8)
+    w = int8_weights(rng, (16, 3, 3, 8))
+    conv = Conv(weight=w, input_shape=(12, 10, 8), padding=1, num_message_bits=6)
+    kw = dict(accumulator_overflow="saturate", num_accum_bits=12) if name == "bitacc" else {}
+    model = MODELS[name](conv, **kw)
+    fresh = pickle.dumps(model)
+    # a fresh model ships the process (its weights once) and options, not its layer
+    assert len(fresh) < 2 * w.nbytes + 4000
+    x = rng.integers(-20, 21, (12, 10, 8)) * (rng.random((12, 10, 8)) < 0.3)
+    model.step(x)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone._engine is model._engine  # one prepared layer per process
+    y = rng.integers(-20, 21, (12, 10, 8))
+    np.testing.assert_array_equal(clone.step(y), model.step(y))
+    if name == "bitacc":
+        assert clone.accumulator_overflow == "saturate" and clone.num_accum_bits == 12
