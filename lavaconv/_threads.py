@@ -39,6 +39,7 @@ instead of the process being killed.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numba
@@ -46,6 +47,32 @@ import numba
 __all__ = ["get_num_threads", "launch", "set_num_threads", "threading_layer"]
 
 _LOCK = threading.RLock()
+
+
+def _preload_tbb() -> None:
+    """Make pip's ``tbb`` visible to Numba inside a virtual environment.
+
+    pip installs ``libtbb.so.12`` into ``<env>/lib``, but Numba loads the library by
+    name, which the dynamic loader looks for beside the base interpreter only: in a
+    plain venv Numba then falls back to GNU OpenMP (not fork-safe). Loading the
+    environment's copy first, globally, lets Numba find it. Done only while Numba
+    has not chosen a layer and the user has not named one.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER") or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            return
+
+
+_preload_tbb()
 
 
 def _pool_size() -> int:

@@ -704,7 +704,7 @@ class ConvEngine:
 
     def decide(self, frames: np.ndarray, path: str = "auto", itemsize: int = 8,
                dense_itemsize: int | None = None) -> str:
-        """The path a call runs: ``path`` itself, or for ``"auto"`` the one predicted faster.
+        """Pick the path a call runs: ``path`` itself, or for ``"auto"`` the faster one.
 
         ``"auto"`` counts the events of a sample of about ``_SAMPLE_ELEMENTS`` input
         entries (:meth:`estimate_events`, one serial pass over the sampled rows) and

@@ -48,6 +48,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _threads
 from .dtypes import INT32_LIMIT, check_array, int_result_dtype
 from .engine import ConvEngine, prepare
 from .geometry import validate_int_range
@@ -428,14 +429,16 @@ class _PyConvModel:
     # -- shared step body ------------------------------------------------------------
     def _graded(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Graded payloads: used as received (cast to the message dtype)."""
-        _layout.copy_to_frames(src, dst)
+        with _threads.launch():
+            _layout.copy_to_frames(src, dst)
 
     def _messages(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Apply the message rule (SPEC 3), fused with the time-last to frames-first copy."""
         if src.size == 0:
             return
         if self.num_message_bits == 0:
-            _layout.spikes_to_frames(src, dst)  # any non-zero input is one spike
+            with _threads.launch():
+                _layout.spikes_to_frames(src, dst)  # any non-zero input is one spike
         else:
             self._graded(src, dst)
 
@@ -513,6 +516,48 @@ class _PyConvModel:
                     f"({self._payload_range_name}), got values in [{lo}, {hi}]."
                 )
         return max_abs
+
+    def apply(self, s_in: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Apply the model's synapse ``f`` to one frame, now: no delay, no state change.
+
+        What :meth:`step` would emit one step after receiving ``s_in``: the same input
+        checks, message rule (SPEC 3) and accumulator. For runtimes that keep the
+        delay themselves (Lava's ``run_spk`` sends ``a_buf`` before it receives).
+
+        Parameters
+        ----------
+        s_in : array_like, (X, Y, C_in)
+            One frame, as for :meth:`step`.
+        out : ndarray, (X_out, Y_out, C_out), :attr:`out_dtype`, optional
+            Where to write the result (returned); new when omitted.
+
+        Returns
+        -------
+        ndarray, (X_out, Y_out, C_out), :attr:`out_dtype`
+
+        Raises
+        ------
+        ValueError
+            As :meth:`step` (the model is not changed either way).
+        """
+        x = np.asarray(s_in)
+        if x.shape != self.geometry.input_shape:
+            raise ValueError(
+                f"s_in must be one frame of shape {self.geometry.input_shape}, got "
+                f"s_in.shape={x.shape}.")
+        shape = self.geometry.output_shape
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
+                                or out.dtype != self.out_dtype or not out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable {self.out_dtype} array of shape {shape}, got "
+                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+        x, bound = self._validate(x, "s_in")
+        messages = np.empty((1,) + self.geometry.input_shape, self._message_dtype)
+        self._messages(x[np.newaxis], messages)
+        if out is None:
+            return self._accumulate(messages, bound)[0]
+        self._accumulate(messages, bound, out[np.newaxis])
+        return out
 
     def step(self, s_in: np.ndarray) -> np.ndarray:
         """One timestep: emit ``a_buf`` (the last step's result), then take ``s_in``.
@@ -663,7 +708,7 @@ class _PyConvModel:
         return f"{type(self).__name__}({self.conv!r})"
 
     def _options(self) -> dict:
-        """The keyword arguments this model was built with (beyond ``conv``)."""
+        """Return the keyword arguments this model was built with (beyond ``conv``)."""
         return {}
 
     def __reduce__(self):
@@ -679,8 +724,10 @@ class _PyConvModel:
 
 def _rebuild(cls: type, conv: Conv, options: dict, state: np.ndarray | None,
              bound: int) -> _PyConvModel:
-    """Unpickle a model (see ``_PyConvModel.__reduce__``); construction warnings were
-    already given where it was first built."""
+    """Unpickle a model (see ``_PyConvModel.__reduce__``).
+
+    Construction warnings were already given where the model was first built.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = cls(conv, **options)
@@ -947,10 +994,12 @@ class PyConvModelBitAcc(_PyConvModel):
         their cast to int64 is exact and the rule applies to the true values.
         """
         if self.message_overflow == "error":
-            _layout.copy_to_frames(src, dst)
+            with _threads.launch():
+                _layout.copy_to_frames(src, dst)
             return
         wide = np.empty(dst.shape, np.int64)
-        _layout.copy_to_frames(src, wide)
+        with _threads.launch():
+            _layout.copy_to_frames(src, wide)
         fn = wrap_to_bits if self.message_overflow == "wrap" else saturate_to_bits
         dst[...] = fn(wide, self.num_message_bits)
 

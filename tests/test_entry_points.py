@@ -390,3 +390,24 @@ def test_models_pickle_compactly_and_continue_identically(name):
     np.testing.assert_array_equal(clone.step(y), model.step(y))
     if name == "bitacc":
         assert clone.accumulator_overflow == "saturate" and clone.num_accum_bits == 12
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_apply_is_what_the_next_step_emits_and_keeps_the_state(name):
+    rng = np.random.default_rng(9)
+    conv = Conv(weight=int8_weights(rng, (6, 3, 3, 4)), input_shape=(9, 7, 4), padding=1,
+                num_message_bits=5)
+    model = MODELS[name](conv)
+    x = rng.integers(-16, 16, (9, 7, 4))
+    held = model.a_buf
+    got = model.apply(x)
+    np.testing.assert_array_equal(model.a_buf, held)  # no state change
+    out = np.full(conv.output_shape, 7, model.out_dtype)
+    assert model.apply(x, out) is out
+    np.testing.assert_array_equal(out, got)
+    model.step(x)
+    np.testing.assert_array_equal(model.step(x), got)
+    with pytest.raises(ValueError, match="out must be"):
+        model.apply(x, np.zeros(conv.output_shape, np.int8))
+    with pytest.raises(ValueError, match="s_in must be one frame"):
+        model.apply(x[:-1])

@@ -25,7 +25,10 @@ def test_warmup_compiles_every_kernel():
     for modname in modules:
         module = importlib.import_module(f"lavaconv.kernels.{modname}")
         for name, obj in inspect.getmembers(module):
-            if isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__:
+            # private helpers (``_dot1``, ...) are compiled into their callers, and a
+            # caller loaded from the cache never compiles them on their own
+            if (isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__
+                    and not name.startswith("_")):
                 if not obj.signatures:
                     missing.append(f"{modname}.{name}")
     assert not missing, f"warmup() does not compile: {missing}"
