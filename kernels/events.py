@@ -37,8 +37,8 @@ from numba import prange
 
 from ._config import jit_parallel, jit_serial
 
-__all__ = ["bucket_events", "count_sample", "scatter_events", "scatter_frames",
-           "scatter_timelast"]
+__all__ = ["bucket_events", "bucket_timelast", "count_sample", "scatter_events",
+           "scatter_frames"]
 
 #: Words per block of the first skip test in :func:`scatter_frames` (64 bytes).
 _SKIP_WORDS = 8
@@ -308,109 +308,79 @@ def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks):
 
 
 @jit_parallel
-def scatter_timelast(rows, words, c_in, n_t, t_count, t_offset, binary, we, xo_of, yo_of,
-                     koff, out, n_blocks):
-    """Scatter the events of time-last sequences, read in place (no transpose).
+def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, cursor, ys, cs,
+                    vs):
+    """Bucket the events of time-last sequences into per-frame CSR rows, read in place.
 
-    Lava's sequences are ``(N, X, Y, C, T)`` with time last; an input row ``(n, x)``
-    is then one contiguous run of ``Y * C * T`` entries, entry ``q`` holding
-    ``(y, c, t) = (q // (C*T), q // T % C, q % T)``. This kernel scans those runs
-    exactly as :func:`scatter_frames` scans frame rows (zero 64-byte blocks and
-    8-byte words skipped with one test each) and adds each event at time ``t`` into
-    output frame ``t + t_offset``: the time-last input is never transposed.
+    Lava's sequences are ``(N, X, Y, C, T)`` with time last; input row ``(n, x)`` is
+    then one contiguous run of ``Y * C * T`` entries, entry ``p`` holding
+    ``(y, c, t) = (p // (C*T), p // T % C, p % T)``. The run is scanned as
+    :func:`scatter_frames` scans a frame row (zero 64-byte blocks and 8-byte words
+    skipped with one test each), and the event at time ``t < t_count`` goes to CSR
+    row ``((n * T + t + t_offset) * X + x)`` of the frames ``(N * T)`` that
+    :func:`scatter_events` then adds frame by frame: the time-last input is never
+    transposed, and each frame's scatter touches only that frame's output.
 
     Parameters
     ----------
-    rows : ndarray, (N * X_in, Y_in * C_in * T)
-        The sequences viewed as rows (any numeric or bool dtype).
-    words : ndarray, (N * X_in, W)
-        The same memory as ``W`` words per row (see :func:`scatter_frames`).
-    c_in, n_t : int
-        Input channels and time steps ``T`` of the input.
-    t_count : int
-        Only times ``t < t_count`` are scattered (a model's ``run`` emits the last
-        input at the next call).
-    t_offset : int
-        Time ``t`` is written to output frame ``t + t_offset``.
-    binary : bool
-        Every non-zero entry counts as 1 (Lava's spike rule); else its value is used.
-    we, xo_of, yo_of, koff :
-        As in :func:`scatter_events`.
-    out : ndarray, (N, T_out, X_out, Y_out, C_out), accumulator dtype
-        Output frames ``t_offset .. t_offset + t_count - 1`` of every sample are
-        overwritten; the others are not touched.
-    n_blocks : int
-        Blocks of output rows per sample (the parallel grain).
+    rows, words : ndarray, (N * X, Y * C * T) and (N * X, W)
+        The sequences as rows, and the same memory as words (see :func:`scatter_frames`).
+    c_in, n_t, t_count, t_offset, x_in : int
+        Channels, time steps, times used (``t < t_count``), the frame offset of time 0,
+        and input rows per frame.
+    fill : bool
+        False: count the events of each CSR row into ``cursor`` (zeros on entry).
+        True: write each event at ``cursor[row]`` (the row offsets on entry) and
+        advance it.
+    cursor : ndarray of int64, (N * T * X,)
+    ys, cs : ndarray of int32, (E,)
+        Written when ``fill``.
+    vs : ndarray, (E,), accumulator dtype
+        The events' values, written when ``fill``.
 
     Notes
     -----
-    Why there is no race: iteration ``r`` owns sample ``n = r // n_blocks`` and
-    output rows ``[a, e)`` of block ``r % n_blocks`` in every output frame; blocks
-    and samples are disjoint, and each (event, tap) pair lands in exactly one block.
+    Why there is no race: iteration ``r`` scans input row ``(n, x)`` only, and every
+    CSR row it counts or fills, ``(n, t, x)``, belongs to that input row alone.
     """
-    n_samples, x_out = out.shape[0], out.shape[2]
-    x_in, kx = xo_of.shape
-    ky = yo_of.shape[1]
-    kg = we.shape[3]
+    n_rows = rows.shape[0]
     n_words = words.shape[1]
     per_word = rows.shape[1] // n_words if n_words > 0 else 1
     ct = c_in * n_t
-    for r in prange(n_samples * n_blocks):
-        n = r // n_blocks
-        b = r - n * n_blocks
-        a = b * x_out // n_blocks
-        e = (b + 1) * x_out // n_blocks
-        if a >= e:
-            continue
-        for t in range(t_offset, t_offset + t_count):
-            out[n, t, a:e] = 0
-        for xi in range(x_in):
-            reach = False
-            for i in range(kx):
-                xo = xo_of[xi, i]
-                reach |= a <= xo < e
-            if not reach:
-                continue
-            row = rows[n * x_in + xi]
-            wrow = words[n * x_in + xi]
-            for q0 in range(0, n_words, _SKIP_WORDS):
-                q1 = min(q0 + _SKIP_WORDS, n_words)
-                if q1 - q0 == _SKIP_WORDS:  # skip a whole block of zero words
-                    blk = wrow[q0:q1]
-                    hit = False
-                    for z in range(_SKIP_WORDS):
-                        hit |= blk[z] != 0
-                    if not hit:
+    for r in prange(n_rows):
+        n = r // x_in
+        xi = r - n * x_in
+        base = n * n_t + t_offset
+        row = rows[r]
+        wrow = words[r]
+        for q0 in range(0, n_words, _SKIP_WORDS):
+            q1 = min(q0 + _SKIP_WORDS, n_words)
+            if q1 - q0 == _SKIP_WORDS:  # skip a whole block of zero words
+                blk = wrow[q0:q1]
+                hit = False
+                for z in range(_SKIP_WORDS):
+                    hit |= blk[z] != 0
+                if not hit:
+                    continue
+            for q in range(q0, q1):
+                if wrow[q] == 0:
+                    continue
+                for p in range(q * per_word, (q + 1) * per_word):
+                    v = row[p]
+                    if v == 0:
                         continue
-                for q in range(q0, q1):
-                    if wrow[q] == 0:
+                    y = p // ct
+                    rem = p - y * ct
+                    c = rem // n_t
+                    t = rem - c * n_t
+                    if t >= t_count:
                         continue
-                    for p in range(q * per_word, (q + 1) * per_word):
-                        v = row[p]
-                        if v == 0:
-                            continue
-                        y = p // ct
-                        rem = p - y * ct
-                        c = rem // n_t
-                        t = rem - c * n_t
-                        if t >= t_count:
-                            continue
-                        ko = koff[c]
-                        for i in range(kx):
-                            xo = xo_of[xi, i]
-                            if xo < a or xo >= e:
-                                continue
-                            orow = out[n, t + t_offset, xo]
-                            we_i = we[i]
-                            for j in range(ky):
-                                yo = yo_of[y, j]
-                                if yo < 0:
-                                    continue
-                                o = orow[yo, ko:ko + kg]
-                                w = we_i[j, c]
-                                if binary or v == 1:
-                                    for k in range(kg):
-                                        o[k] += w[k]
-                                else:
-                                    for k in range(kg):
-                                        o[k] += v * w[k]
+                    k = (base + t) * x_in + xi
+                    if fill:
+                        e = cursor[k]
+                        cursor[k] = e + 1
+                        ys[e] = y
+                        cs[e] = c
+                        vs[e] = v
+                    else:
+                        cursor[k] += 1

@@ -3,6 +3,10 @@
 A drop-in for Lava's ``lava.proc.conv``: ``from lavaconv import utils`` gives the
 functional API (:func:`conv`, :func:`conv_scipy`, :func:`conv_to_sparse`, ...).
 Compiled kernels live in :mod:`lavaconv.kernels`.
+
+"SPEC n" in the docstrings refers to section n of ``docs/SPEC.md`` (the semantics every
+kernel, model and test follows); "WORKLOADS.md" to ``docs/WORKLOADS.md`` (the benchmark
+layers and aims); "STYLE" to ``docs/STYLE.md``.
 """
 
 from __future__ import annotations

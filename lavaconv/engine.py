@@ -514,8 +514,18 @@ class ConvEngine:
         _events.bucket_events(coords[0], coords[1], coords[2], vals, offsets, ys, cs, vs)
         return Events(1, offsets, ys, cs, vs, binary)
 
-    def scatter(self, events: Events, dtype: np.dtype) -> np.ndarray:
+    def scatter(self, events: Events, dtype: np.dtype,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Event-driven convolution of :class:`Events` in accumulator ``dtype``.
+
+        Parameters
+        ----------
+        events : Events
+            The events, as CSR rows per frame.
+        dtype : numpy.dtype
+            Accumulator dtype.
+        out : ndarray, (N, X_out, Y_out, C_out), ``dtype``, C-contiguous, optional
+            Where to write (every cell is overwritten); new when omitted.
 
         Returns
         -------
@@ -524,7 +534,8 @@ class ConvEngine:
         dtype = np.dtype(dtype)
         we = self._prepare_events(dtype)
         vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
-        out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
+        if out is None:
+            out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
         threads = _threads.get_num_threads()
         n_blocks = -(-threads // max(events.n_frames, 1))
         with _threads.launch():
@@ -831,6 +842,14 @@ class ConvEngine:
                         out: np.ndarray, t_count: int, t_offset: int) -> None:
         """Event-driven convolution of time-last sequences, read without a transpose.
 
+        One parallel pass buckets the events of the time-last input per output frame
+        (:func:`lavaconv.kernels.events.bucket_timelast`, counted, then filled), and
+        :func:`lavaconv.kernels.events.scatter_events` adds them frame by frame.
+        Scattering straight from the time-last scan instead (every event into its
+        own frame) measured 1.5-3x slower per frame than single-frame calls on
+        ``mid`` and ``vgg`` at 0.1-1 %: the output rows of all ``T`` frames that one
+        input row reaches (about 1 MB on ``mid``) do not stay in L2.
+
         Parameters
         ----------
         data : ndarray, (N, X, Y, C_in, T), C-contiguous
@@ -840,20 +859,34 @@ class ConvEngine:
         dtype : numpy.dtype
             Accumulator dtype, ``out.dtype`` (int32, int64, float32 or float64).
         out : ndarray, (N, T_out, X_out, Y_out, C_out), C-contiguous
-            Frames ``t_offset .. t_offset + t_count - 1`` receive the sums of
-            input times ``0 .. t_count - 1``; the others are untouched.
+            Every frame is overwritten: frames ``t_offset .. t_offset + t_count - 1``
+            with the sums of input times ``0 .. t_count - 1``, the others with zeros.
         t_count, t_offset : int
             See ``out``.
         """
         dtype = np.dtype(dtype)
-        we = self._prepare_events(dtype)
         n, n_t = data.shape[0], data.shape[-1]
         rows = data.reshape(n * self._x_in, self._row_len * n_t)
         words = self._words(rows)
-        n_blocks = -(-_threads.get_num_threads() // max(n, 1))
+        n_frames = out.shape[0] * out.shape[1]
+        cursor = np.zeros(n_frames * self._x_in, np.int64)
+        none32 = np.empty(0, np.int32)
         with _threads.launch():
-            _events.scatter_timelast(rows, words, self._c_in, n_t, t_count, t_offset, binary,
-                                     we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
+            _events.bucket_timelast(rows, words, self._c_in, n_t, t_count, t_offset,
+                                    self._x_in, False, cursor, none32, none32,
+                                    np.empty(0, dtype))
+        offsets = np.zeros(cursor.size + 1, np.int64)
+        np.cumsum(cursor, out=offsets[1:])
+        cursor[:] = offsets[:-1]
+        n_ev = int(offsets[-1])
+        ys = np.empty(n_ev, np.int32)
+        cs = np.empty(n_ev, np.int32)
+        vs = np.empty(n_ev, dtype)
+        with _threads.launch():
+            _events.bucket_timelast(rows, words, self._c_in, n_t, t_count, t_offset,
+                                    self._x_in, True, cursor, ys, cs, vs)
+        self.scatter(Events(n_frames, offsets, ys, cs, vs, binary), dtype,
+                     out=out.reshape((n_frames,) + self._out_shape))
 
 
 #: Most prepared layers kept by :func:`prepare` (the least recently used go first).

@@ -410,15 +410,14 @@ class _PyConvModel:
         shape = (n, n_t) + self.geometry.output_shape
         sums = (direct if direct is not None and direct.dtype == dtype
                 else np.empty(shape, dtype))
+        # times 0 .. T-2 into frames 1 .. T-1 (frame 0 zeroed), then frame 0
+        engine.timelast_events(data, self.num_message_bits == 0, dtype, sums, n_t - 1, 1)
         if self._state_bound == 0:  # the messages held are all zero: so are their sums
-            sums[:, 0] = 0
+            pass
         elif n == 1:
             self._sums(state, self._state_bound, dtype, sums[:, 0])
         else:
             sums[:, 0] = self._sums(np.ascontiguousarray(state), self._state_bound, dtype)
-        if n_t > 1:
-            engine.timelast_events(data, self.num_message_bits == 0, dtype, sums,
-                                   n_t - 1, 1)
         new_state = np.empty(state.shape, self._message_dtype)
         self._messages(data[..., n_t - 1], new_state)
         flat = sums.reshape((n * n_t,) + self.geometry.output_shape)
