@@ -38,6 +38,7 @@ density differs by layer (:meth:`ConvEngine.crossover_density`).
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 
@@ -57,7 +58,7 @@ from .kernels import compare as _compare
 from .kernels import dense as _dense
 from .kernels import events as _events
 
-__all__ = ["ConvEngine", "PATHS", "clear_cache", "prepare"]
+__all__ = ["ConvEngine", "PATHS", "clear_cache", "empty", "prepare"]
 
 #: Accepted values of ``path=``.
 PATHS = ("auto", "dense", "events")
@@ -114,6 +115,39 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 _SAMPLE_ELEMENTS = 4096
 
 _F32_EXACT, _I64_LIMIT = F32_EXACT, INT64_LIMIT
+
+
+def _memory_limit() -> int:
+    """Largest array a call may allocate: ``LAVACONV_MAX_BYTES``, else physical memory."""
+    env = os.environ.get("LAVACONV_MAX_BYTES")
+    if env:
+        return int(env)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return 2**62
+
+
+def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``np.empty``, refused with a ``ValueError`` naming the size beyond physical memory.
+
+    Every result, accumulator and scratch buffer of the engine is allocated here, so
+    a layer or batch that could never fit is refused before anything is allocated
+    (instead of a bare ``MemoryError``, or an overcommitted array that the kernel's
+    first write would make the system kill the process for).
+    """
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= int(n)
+    limit = _memory_limit()
+    if nbytes > limit:
+        raise ValueError(
+            f"this call needs an array of shape {tuple(shape)} ({dtype}), {nbytes / 2**30:.1f} "
+            f"GiB, more than the {limit / 2**30:.1f} GiB of memory available "
+            f"(LAVACONV_MAX_BYTES or physical memory); use fewer frames per call, a smaller "
+            f"padding or stride, or path='events'.")
+    return np.empty(shape, dtype)
 
 
 def _check_path(path: str) -> str:
@@ -301,7 +335,7 @@ class ConvEngine:
         buf = getattr(self._local, name, None)
         if buf is not None and buf.shape == shape and buf.dtype == dtype:
             return buf
-        buf = np.empty(shape, dtype)
+        buf = empty(shape, dtype)
         if buf.nbytes <= _SCRATCH_MAX_BYTES:
             setattr(self._local, name, buf)
         return buf
@@ -535,7 +569,7 @@ class ConvEngine:
         we = self._prepare_events(dtype)
         vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
         if out is None:
-            out = np.empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
+            out = empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
         threads = _threads.get_num_threads()
         n_blocks = -(-threads // max(events.n_frames, 1))
         with _threads.launch():
@@ -570,7 +604,7 @@ class ConvEngine:
         rows = self._rows(frames)
         words = self._words(rows)
         if out is None:
-            out = np.empty((n,) + self._out_shape, dtype=dtype)
+            out = empty((n,) + self._out_shape, dtype=dtype)
         n_blocks = -(-_threads.get_num_threads() // max(n, 1))
         with _threads.launch():
             _events.scatter_frames(rows, words, self._c_in, we, self._xo_of, self._yo_of,
@@ -623,10 +657,10 @@ class ConvEngine:
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
         if out is None:
-            out = np.empty((n,) + g.output_shape, dtype=dtype)
+            out = empty((n,) + g.output_shape, dtype=dtype)
         cast = result_dtype is not None and np.dtype(result_dtype) != dtype
         if cast:
-            res = (np.empty((n,) + g.output_shape, dtype=result_dtype) if result is None
+            res = (empty((n,) + g.output_shape, dtype=result_dtype) if result is None
                    else result)
         else:
             res = np.empty((0, 1, 1, 1), dtype)  # the kernels' "no cast"

@@ -90,11 +90,19 @@ def make_tuple(value: IntOrPair, name: str = "value") -> tuple[int, int]:
     )
 
 
+#: Largest stride, padding, dilation or kernel size (the kernels index in int64 and
+#: tables hold int32-range values; a larger one is a mistake, not a layer).
+_MAX_PARAM = 2**31 - 1
+
+
 def _check_pair(pair: tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
     if min(pair) < minimum:
         raise ValueError(
             f"{name} must be >= {minimum} along both axes, got {name}={pair}."
         )
+    if max(pair) > _MAX_PARAM:
+        raise ValueError(
+            f"{name} must be <= {_MAX_PARAM} along both axes, got {name}={pair}.")
     return pair
 
 

@@ -18,7 +18,14 @@ import numpy as np
 
 from .dtypes import check_array, int_result_dtype
 from .engine import PATHS, prepare
-from .geometry import IntOrPair, geometry_for, make_tuple, output_shape, validate_geometry
+from .geometry import (
+    IntOrPair,
+    geometry_for,
+    make_tuple,
+    output_shape,
+    validate_geometry,
+    validate_int_range,
+)
 from .kernels import accumulate as _acc
 from .kernels import sparse_index as _sparse
 
@@ -52,11 +59,7 @@ class TensorOrder(IntEnum):
 
 # -- accumulators ------------------------------------------------------------------
 def _check_bits(bits: int) -> int:
-    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
-        raise ValueError(f"bits must be an integer in 1..64, got bits={bits!r}.")
-    if not 1 <= int(bits) <= 64:
-        raise ValueError(f"bits must be in 1..64, got bits={bits}.")
-    return int(bits)
+    return validate_int_range(bits, "bits", 1, 64)
 
 
 def _apply_bits(kernel, x, bits: int, name: str):
@@ -234,13 +237,13 @@ def conv(
     """
     if path not in PATHS:
         raise ValueError(f"path must be 'auto', 'dense' or 'events', got path={path!r}.")
+    wdt = np.asarray(weight).dtype  # Lava returns this dtype, whatever the kernels take
     input = check_array(input, "input", 3)
     weight = check_array(weight, "weight", 4)
     geom = geometry_for(input.shape, weight.shape, stride, padding, dilation, groups,
                         kernel_size)
     layer = prepare(weight, geom)
     frames = input[np.newaxis]
-    wdt = weight.dtype
     if wdt.kind == "f":
         acc = np.float32 if wdt.itemsize <= 4 else np.float64
         return layer.compute(frames, np.dtype(acc), path=path)[0].astype(wdt, copy=False)
@@ -249,7 +252,8 @@ def conv(
     # exact sums, written directly in the result dtype when it is int32 or int64 and
     # holds every sum; otherwise in int32/int64 and cast as Lava casts (wrapping)
     bound = layer.input_bound(frames)
-    exact = np.dtype(np.int64) if wdt == np.int64 else int_result_dtype(bound * layer.weight_l1)
+    exact = (np.dtype(np.int64) if wdt.kind in "iu" and wdt.itemsize == 8
+             else int_result_dtype(bound * layer.weight_l1))
     out = layer.exact(frames, bound, path=path, out_dtype=exact)[0]
     return out if out.dtype == wdt else out.astype(wdt)
 

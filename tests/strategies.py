@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import strategies as st
 
 SMALL = st.integers(1, 3)
+#: Kernel bodies run as Python (``NUMBA_DISABLE_JIT=1``): keep the wide layers smaller.
+_NOJIT = os.environ.get("NUMBA_DISABLE_JIT") == "1"
 
 
 #: Layer families, one per dense kernel kind (``ConvEngine.dense_kind``): few input
@@ -32,8 +36,8 @@ def geometries(draw, max_size: int = 9, max_groups: int = 3, kind: str | None = 
         cg, kg = 1, 1
     elif kind == "wide":
         groups = draw(st.integers(1, 2))
-        cg = draw(st.integers(12, 24))
-        kg = draw(st.integers(1, 9))
+        cg = draw(st.integers(12, 16 if _NOJIT else 24))
+        kg = draw(st.integers(1, 5 if _NOJIT else 9))
     else:
         groups = draw(st.integers(1, max_groups))
         cg = draw(st.integers(1, 3))

@@ -411,3 +411,37 @@ def test_apply_is_what_the_next_step_emits_and_keeps_the_state(name):
         model.apply(x, np.zeros(conv.output_shape, np.int8))
     with pytest.raises(ValueError, match="s_in must be one frame"):
         model.apply(x[:-1])
+
+
+# -- found by probing odd inputs ------------------------------------------------------
+@pytest.mark.parametrize("wdtype", ["float16", "longdouble", "uint64", ">i4", ">f8"])
+def test_conv_returns_the_weights_own_dtype(wdtype):
+    """Lava returns ``result.astype(weight.dtype)`` for the dtype it was given, even
+    where the kernels compute in another (float16 in float32, uint64 in int64)."""
+    w = np.full((1, 1, 1, 1), 3, wdtype)
+    x = np.full((2, 2, 1), 2, np.int8)
+    out = utils.conv(x, w, 1, 1, 0, 1, 1)
+    assert out.dtype == np.dtype(wdtype)
+    np.testing.assert_array_equal(out.astype(np.float64), 6.0)
+
+
+def test_signed_clamp_bits_as_small_arrays():
+    for bits in (np.array(4), np.array([4]), np.int16(4)):
+        assert utils.signed_clamp(9, bits) == -7  # wraps, as Lava's does
+
+
+def test_huge_stride_is_refused_by_name():
+    with pytest.raises(ValueError, match="stride must be <= 2147483647"):
+        utils.conv(np.ones((4, 4, 1)), np.ones((1, 3, 3, 1)), 3, 10**30, 0, 1, 1)
+
+
+def test_allocation_beyond_memory_is_refused_before_allocating(monkeypatch):
+    """A layer under the frame limit whose call would still need more memory than the
+    machine has: a ValueError naming the size, not a MemoryError (the limit is lowered
+    through LAVACONV_MAX_BYTES so the test allocates nothing large)."""
+    monkeypatch.setenv("LAVACONV_MAX_BYTES", str(2**20))
+    x = np.ones((40, 40, 8), np.int8)
+    w = np.ones((64, 3, 3, 8), np.int32)  # output 40*40*64*4 = 400 KB, int32
+    utils.conv(x, w, 3, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"GiB, more than the .* GiB of memory"):
+        utils.conv(x, w, 3, 1, 100, 1, 1)
