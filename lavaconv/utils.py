@@ -59,6 +59,16 @@ class TensorOrder(IntEnum):
 
 # -- accumulators ------------------------------------------------------------------
 def _check_bits(bits: int) -> int:
+    """Return ``bits`` as a plain int in 1..64.
+
+    Python or NumPy integers, or a 0-d or 1-element integer array (as Lava accepts);
+    floats and bools are refused.
+    """
+    if isinstance(bits, np.ndarray) and bits.size == 1 and bits.ndim <= 1 \
+            and bits.dtype.kind in "iu":
+        bits = bits.reshape(()).item()
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
+        raise ValueError(f"bits must be an integer in 1..64, got bits={bits!r}.")
     return validate_int_range(bits, "bits", 1, 64)
 
 
