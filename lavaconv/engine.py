@@ -104,7 +104,7 @@ _COST = {
     "per_vector": 5.6e-10,
     "per_scalar": 1.3e-11,
 }
-_INT_DTYPES = {np.dtype(np.int32): 2 ** 31, np.dtype(np.int64): 2 ** 63}
+_INT_DTYPES = {np.dtype(np.int32): INT32_LIMIT, np.dtype(np.int64): INT64_LIMIT}
 #: Scratch buffers up to this size are kept between calls (per engine and thread).
 #: Measured: with two large temporaries alive at once (padded input and output)
 #: glibc hands out fresh mmap'd pages every call, and their page faults cost 1.1 ms
@@ -114,7 +114,6 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
 
-_F32_EXACT, _I64_LIMIT = F32_EXACT, INT64_LIMIT
 
 
 def _memory_limit() -> int:
@@ -779,7 +778,7 @@ class ConvEngine:
             return 1
         by_dtype = dtype_bound(frames.dtype)
         product = by_dtype * self.weight_l1
-        if product < (_F32_EXACT if need_small else _I64_LIMIT):
+        if product < (F32_EXACT if need_small else INT64_LIMIT):
             return by_dtype
         return max_abs(frames)
 

@@ -49,7 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _threads
-from .dtypes import INT32_LIMIT, check_array, int_result_dtype
+from .dtypes import INT32_LIMIT, INT64_LIMIT, check_array, int_result_dtype
 from .engine import ConvEngine, prepare
 from .geometry import validate_int_range
 from .kernels import layout as _layout
@@ -83,8 +83,7 @@ Synapse = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 #: Estimated working memory above which :func:`conv_run` splits the engine call.
 CHUNK_BYTES = 2 * 2**30
 
-_INT32_MAX = 2**31 - 1
-_INT64_LIMIT = 2**63
+_INT32_MAX = INT32_LIMIT - 1
 
 
 # -- functional core ---------------------------------------------------------------
@@ -236,7 +235,7 @@ class _PyConvModel:
         if self._integer_messages:
             largest = self._largest_message()
             worst = largest * self._engine.weight_l1
-            if worst >= _INT64_LIMIT:
+            if worst >= INT64_LIMIT:
                 what = ("binary spikes" if self.num_message_bits == 0 else
                         f"graded payloads, num_message_bits={self.num_message_bits}")
                 raise ValueError(

@@ -17,7 +17,7 @@ import operator
 
 import numpy as np
 
-from .dtypes import check_array
+from .dtypes import INT32_LIMIT, INT64_LIMIT, check_array
 from .engine import Events, prepare
 from .geometry import IntOrPair, geometry_for
 from .kernels import stream as _stream
@@ -25,8 +25,7 @@ from .kernels import stream as _stream
 __all__ = ["conv_event_stream"]
 
 _FIELDS = ("x", "y", "p", "t")
-_INT32_LIMIT = 2**31
-_INT64_LIMIT = 2**63
+_INT32_LIMIT, _INT64_LIMIT = INT32_LIMIT, INT64_LIMIT  # the rules' one home: dtypes
 
 
 def _as_int(value, name: str) -> int:
