@@ -27,8 +27,8 @@ def entry_points(report: dict) -> str:
     rows = ["| workload | density | torch f32 | torch f64 | prepared call | `utils.conv` | "
             "`Fixed.step` | `Float.step` | `Fixed.run` per step | `utils.conv` vs f32 | "
             "`Fixed.step` vs f32 | `Float.step` vs f64 | `utils.conv` ÷ prepared | "
-            "`run` ÷ `step` |",
-            "|" + "---|" * 14]
+            "`Fixed.step` ÷ prepared | `Float.step` ÷ prepared f64 | `run` ÷ `step` |",
+            "|" + "---|" * 16]
     for r in report["results"]:
         if r["density"] == "graded":
             continue
@@ -40,6 +40,8 @@ def entry_points(report: dict) -> str:
             f"{_x(t['torch32'], t['utils.conv'])} | {_x(t['torch32'], t['fixed.step'])} | "
             f"{_x(t['torch64'], t['float.step'])} | "
             f"{t['utils.conv']['min'] / t['auto']['min']:.2f} | "
+            f"{t['fixed.step']['min'] / t['auto']['min']:.2f} | "
+            f"{t['float.step']['min'] / t.get('auto_f64', t['auto'])['min']:.2f} | "
             f"{t['fixed.run']['min'] / t['fixed.step']['min']:.2f} |")
     return "\n".join(rows)
 

@@ -445,3 +445,52 @@ def test_allocation_beyond_memory_is_refused_before_allocating(monkeypatch):
     utils.conv(x, w, 3, 1, 1, 1, 1)
     with pytest.raises(ValueError, match=r"GiB, more than the .* GiB of memory"):
         utils.conv(x, w, 3, 1, 100, 1, 1)
+
+
+# -- the binary spike rule inside the kernels ---------------------------------------------
+@given(g=geometries(max_size=7), seed=seeds(), n=st.integers(1, 3),
+       dtype=st.sampled_from(["int8", "int16", "int32", "float32", "float64", "bool"]),
+       path=st.sampled_from(["auto", "dense", "events"]))
+def test_binary_flag_counts_every_non_zero_entry_as_one_spike(g, seed, n, dtype, path):
+    """``binary=True`` reads frames of any values as they are and adds each non-zero
+    entry as a spike of value 1: the same exact sums as the frames ``x != 0``, on every
+    path (what ``step`` relies on to skip copying a binary model's input)."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    layer = engine_mod.ConvEngine(w, validate_geometry(
+        g["input_shape"], w.shape, g["stride"], g["padding"], g["dilation"], g["groups"]))
+    active = rng.random((n,) + g["input_shape"]) < rng.random()
+    values = rng.choice([-7.5, -3.0, -1.0, 0.5, 2.0, 9.0, 1.0], size=active.shape)
+    x = (active * values).astype(dtype)
+    for i in range(n):
+        expected = conv_reference((x[i] != 0).astype(np.int64), w, *_geo(g))
+        got = layer.exact(x, binary=True, path=path, out_dtype=np.int32)[i]
+        np.testing.assert_array_equal(got, expected)
+        got = layer.compute(x, np.float64, path=path, binary=True)[i]
+        np.testing.assert_array_equal(got, expected)
+
+
+@given(g=geometries(max_size=7), seed=seeds(), t=st.integers(2, 5),
+       block=st.sampled_from([1, 64, 4096]))
+def test_scatter_in_blocks_of_output_rows_is_exact(g, seed, t, block):
+    """Multi-frame scatters split each frame's output rows into blocks of at most
+    ``_BLOCK_BYTES`` (256 KiB: test layers are far smaller, so the limit is lowered to
+    reach 1..X_out blocks per frame); every split gives the reference."""
+    import unittest.mock
+
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    conv = Conv(weight=w, input_shape=g["input_shape"], padding=g["padding"],
+                stride=g["stride"], dilation=g["dilation"], groups=g["groups"])
+    data = (rng.random(g["input_shape"] + (t,)) < 0.05).astype(np.int8)
+    frames = [data[..., k] for k in range(t)]
+    expected, _ = model_reference(frames, w, g, "fixed")
+    with unittest.mock.patch.object(engine_mod, "_BLOCK_BYTES", block):
+        got = PyConvModelFixed(conv).run(data)
+        stack = np.ascontiguousarray(np.moveaxis(data, -1, 0))
+        layer = engine_mod.prepare(w, conv.geometry)
+        sums = layer.exact(stack, path="events", out_dtype=np.int64)
+    for k in range(t):
+        np.testing.assert_array_equal(got[..., k], expected[k])
+    for k in range(t - 1):
+        np.testing.assert_array_equal(sums[k], expected[k + 1])

@@ -145,6 +145,54 @@ def test_fixed_model_is_lava_run_spk(g, seed, t, bits):
         np.testing.assert_array_equal(got, expected[i])
 
 
+@given(g=geometries(max_size=6), seed=seeds(), name=st.sampled_from(sorted(MODELS)),
+       bits=st.sampled_from([0, 0, 5]),
+       kind=st.sampled_from(["int8", "int32", "bool", "float"]),
+       plan=st.lists(st.sampled_from(["step", "step_view", "run1", "run3"]), min_size=1,
+                     max_size=5), overflow=st.sampled_from(["error", "wrap"]))
+def test_steps_and_runs_interleaved_follow_the_reference(g, seed, name, bits, kind, plan,
+                                                         overflow):
+    """``step`` convolves its input at once (no copy of it is kept) and ``run`` keeps
+    messages: any mix of the two, with inputs changed by the caller after each call,
+    contiguous or strided, gives the reference's sequence."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    kw, ref_kw = {}, {}
+    if name == "bitacc" and bits:
+        kw = ref_kw = {"message_overflow": overflow}
+    if kind == "bool" and bits:
+        kind = "int16"
+    lengths = {"step": 1, "step_view": 1, "run1": 1, "run3": 3}
+    total = sum(lengths[p] for p in plan)
+    frames = list(_sequence(rng, g["input_shape"], total, bits, kind))
+    if overflow == "wrap" and bits:
+        frames = [(f * 3).astype(np.int32) for f in frames]  # outside the 5-bit range
+    model = MODELS[name](_conv(g, w, num_message_bits=bits), **kw)
+    expected, a_buf = model_reference(frames, w, g, name, num_message_bits=bits, **ref_kw)
+    compare = (np.testing.assert_array_equal if name != "float" else
+               lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9))
+    t = 0
+    for p in plan:
+        if p.startswith("step"):
+            x = frames[t].copy()
+            if p == "step_view":  # a strided view of the same values
+                wide = np.zeros(x.shape[:2] + (2 * x.shape[2],), x.dtype)
+                wide[..., ::2] = x
+                x = wide[..., ::2]
+            compare(model.step(x), expected[t])
+            x[...] = 1  # the caller reuses its array: the model must not see it
+            got = [None]
+        else:
+            n = lengths[p]
+            data = np.stack(frames[t:t + n], axis=-1)
+            got = model.run(data)
+            for i in range(n):
+                compare(got[..., i], expected[t + i])
+            data[...] = 1
+        t += lengths[p]
+    compare(model.a_buf, a_buf)
+
+
 @given(g=geometries(max_size=6), seed=seeds(), n=st.integers(1, 3), t=st.integers(1, 3),
        name=st.sampled_from(sorted(MODELS)))
 def test_batch_equals_per_sample_runs(g, seed, n, t, name):
@@ -722,14 +770,18 @@ def test_a_buf_is_computed_once_per_state_and_returned_as_copies(monkeypatch):
     real = model._engine.exact
     monkeypatch.setattr(model._engine, "exact",
                         lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    model.step(np.array([1, 1]).reshape(1, 1, 2))
+    model.step(np.array([1, 1]).reshape(1, 1, 2))  # step convolves its input at once
     n = len(calls)
     first = model.a_buf
     first[...] = 99
     assert model.a_buf[0, 0, 0] == 5 and model.a_buf[0, 0, 0] == 5
-    assert len(calls) == n + 1
+    assert len(calls) == n
     model.step(np.array([1, 0]).reshape(1, 1, 2))
     assert model.a_buf[0, 0, 0] == 2
+    model.run(np.ones((1, 1, 2, 1)))  # run keeps the messages: a_buf computed when read
+    n = len(calls)
+    assert model.a_buf[0, 0, 0] == 5 and model.a_buf[0, 0, 0] == 5
+    assert len(calls) == n + 1
     model.run(np.zeros((1, 1, 2, 1)))
     assert model.a_buf[0, 0, 0] == 0
     model.step(np.array([0, 1]).reshape(1, 1, 2))
