@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._config import jit_serial
 
-__all__ = ["same_words"]
+__all__ = ["same_values", "same_words"]
 
 #: Words compared between two early-exit tests (a 512-byte block).
 _BLOCK = 64
@@ -42,5 +42,38 @@ def same_words(a, b):
         for i in range(s, e):
             diff |= a[i] ^ b[i]
         if diff != 0:
+            return False
+    return True
+
+
+@jit_serial
+def same_values(a, b):
+    """Whether two 1-D integer arrays of equal length hold the same values.
+
+    Parameters
+    ----------
+    a : ndarray, (M,), integer
+        The caller's weights, flat.
+    b : ndarray, (M,), integer (narrower than ``a``)
+        The layer's copy in the narrowest integer dtype that holds its values.
+
+    Returns
+    -------
+    bool
+
+    Notes
+    -----
+    For integers, equal values of one dtype are equal bits, so this is the content
+    check of :func:`same_words` reading fewer bytes: ``vgg``'s 147 KB of int32 weights
+    against a 37 KB int8 copy. The check runs right after a kernel call has pushed
+    both out of cache, where it is memory-bound. Blocks as in :func:`same_words`.
+    """
+    n = a.shape[0]
+    for s in range(0, n, _BLOCK):
+        e = min(s + _BLOCK, n)
+        diff = False
+        for i in range(s, e):
+            diff |= a[i] != b[i]  # (a mask OR: vectorises across the widening)
+        if diff:
             return False
     return True

@@ -90,6 +90,7 @@ Synapse = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 CHUNK_BYTES = 2 * 2**30
 
 _INT32_MAX = INT32_LIMIT - 1
+_INT32 = np.dtype(np.int32)
 
 
 # -- functional core ---------------------------------------------------------------
@@ -927,7 +928,7 @@ class PyConvModelFixed(_PyConvModel):
         if max_abs * self._engine.weight_l1 >= 1 << (self.num_accum_bits - 1):
             sums = wrap_to_bits(sums, self.num_accum_bits)
         # else proven |sum| < 2**23: the wrap is the identity
-        return _into(out, sums.astype(np.int32, copy=False))
+        return _into(out, sums if sums.dtype == _INT32 else sums.astype(_INT32))
 
 
 _EXPONENT_MODES = ("post_accumulate", "per_weight")
@@ -1121,4 +1122,4 @@ class PyConvModelBitAcc(_PyConvModel):
             sums = wrap_to_bits(sums, self.num_accum_bits)
         else:
             sums = saturate_to_bits(sums, self.num_accum_bits)
-        return _into(out, sums.astype(np.int32, copy=False))
+        return _into(out, sums if sums.dtype == _INT32 else sums.astype(_INT32))

@@ -56,6 +56,31 @@ def test_same_array_reuses_one_layer_and_sees_in_place_changes():
     assert layer.weight[2, 1, 0, 3] == w[2, 1, 0, 3] - 50
 
 
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "int64", "uint32"])
+@pytest.mark.parametrize("change", [1, -1, 1000, 2**14])
+def test_in_place_changes_seen_through_the_narrow_content_check(dtype, change):
+    """Integer weights whose values fit int8/int16 are checked against a narrow copy:
+    a change anywhere (first, middle, last entry), to a value inside or outside the
+    narrow range, still gets a layer for the new content."""
+    rng = np.random.default_rng(1)
+    base = rng.integers(0 if dtype.startswith("u") else -100, 100, (5, 3, 3, 3))
+    w = base.astype(dtype)
+    x = np.ones((6, 5, 3), np.int8)
+    g = validate_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    layer = engine_mod.prepare(w, g)
+    assert layer._weight_narrow is not None and layer._weight_narrow.itemsize < w.itemsize
+    for index in [(0, 0, 0, 0), (2, 1, 1, 1), (4, 2, 2, 2)]:
+        old = int(w[index])
+        new = old + change if old + change >= 0 or not dtype.startswith("u") else old + 1
+        if new > np.iinfo(w.dtype).max:
+            new = old - 1
+        w[index] = new
+        got = utils.conv(x, w, 3, 1, 1, 1, 1)
+        np.testing.assert_array_equal(
+            got, conv_reference(x, w.astype(np.int64), padding=(1, 1)).astype(w.dtype))
+        assert engine_mod.prepare(w, g).weight[index] == new
+
+
 def test_equal_content_in_another_array_finds_the_same_layer():
     w = np.arange(2 * 3 * 3 * 2, dtype=np.int16).reshape(2, 3, 3, 2) - 9
     g = validate_geometry((5, 5, 2), w.shape)
