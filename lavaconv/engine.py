@@ -113,6 +113,8 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 #: Output bytes per block of the scatter kernels on multi-frame calls (see
 #: :meth:`ConvEngine._blocks`): half of this machine's 512 KiB L2 per core.
 _BLOCK_BYTES = 256 * 2**10
+#: Kernel-row runs (``KY * C_in``) shorter than this take the gathered-rows dot kernel.
+_ROWS_RUN = 128
 #: The automatic path choice counts events in evenly spaced input rows holding
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
@@ -257,11 +259,21 @@ class ConvEngine:
         run = (g.kernel_size[1] * g.in_channels if g.dilation[1] == 1 and g.groups == 1
                else g.in_per_group)
         self._planes = not self.depthwise and run < 16
+        #: Dot kernel over gathered rows (:func:`lavaconv.kernels.dense.rows_cast`): the
+        #: whole receptive field of a cell is one contiguous run. Used when the run of
+        #: one kernel row is short (``KY * C_in < _ROWS_RUN``), where the per-row
+        #: horizontal sums cost most: measured on ``mid`` (run 96) 2.47 -> 2.00 ms, on
+        #: ``vgg`` (run 192) no gain (1.86 / 1.90 ms), so not used there.
+        self._rows_dot = (not self._planes and not self.depthwise and g.dilation[1] == 1
+                          and g.groups == 1 and g.kernel_size[0] > 1
+                          and g.kernel_size[1] * g.in_channels < _ROWS_RUN)
         #: The dense kernel this layer runs (decided once, here): ``"planes"``
         #: (few input channels), ``"dot"`` (dot products over contiguous runs),
+        #: ``"dot_rows"`` (the same over gathered input rows, one run per cell),
         #: ``"depthwise_direct"`` (depthwise, ``sy == 1``, unpadded input when its
         #: dtype allows, see :meth:`_direct_input`) or ``"depthwise"``.
         self.dense_kind: str = ("planes" if self._planes else
+                                "dot_rows" if self._rows_dot else
                                 "dot" if not self.depthwise else
                                 "depthwise_direct" if g.stride[1] == 1 else "depthwise")
         self._crossover: float | None = None
@@ -325,6 +337,9 @@ class ConvEngine:
             if g.stride[1] == 1:
                 wd = np.ascontiguousarray(np.tile(wd, (1, g.output_shape[1])))
             prepared = (wd,)
+        elif self._rows_dot:  # wq[k, 0, (j * KX + i) * Cg + c] = wf[k, i, j, c]
+            prepared = (np.ascontiguousarray(wf.transpose(0, 2, 1, 3)).reshape(
+                c_out, 1, ky * kx * cg),)
         else:
             prepared = (wf.reshape(c_out, kx, ky * cg),)
         with self._lock:
@@ -408,12 +423,14 @@ class ConvEngine:
             if g.stride[1] == 1:  # the unpadded kernel: no padded copy, cast in place
                 dense -= n_in * c["dense_per_in"] + n_out * c["dense_per_out"]
         else:
-            if g.dilation[1] == 1 and g.groups == 1:
-                nj, run = 1, ky * g.in_channels
+            if self._rows_dot:  # one run over the gathered rows
+                nj, run, taps = 1, kx * ky * g.in_channels, 1
+            elif g.dilation[1] == 1 and g.groups == 1:
+                nj, run, taps = 1, ky * g.in_channels, kx
             else:
-                nj, run = ky, g.in_per_group
+                nj, run, taps = ky, g.in_per_group, kx
             iters = (n_frames * x_out * -(-y_out // 2) * g.groups * -(-g.out_per_group // 4)
-                     * kx * nj)
+                     * taps * nj)
             inner = (c["dot_vector"] * run / 16 * dwide if run >= 16
                      else c["dot_scalar"] * run)
             dense += iters * (c["dot_iter"] + inner)
@@ -728,6 +745,16 @@ class ConvEngine:
                 _dense.planes_cast(np.ascontiguousarray(frames), q, px, py, sy)
                 _dense.conv_dense_planes(q, w.reshape(g.weight_shape), out, sx, dx, dy,
                                          g.in_per_group, ypad, res)
+            return res if cast else out
+        if self._rows_dot:  # one contiguous run per output cell (module docstring)
+            kx = g.kernel_size[0]
+            x_out = g.output_shape[0]
+            xq = self._scratch("rows", (n, x_out, y_in + 2 * py, kx * c_in), dtype)
+            xqf = xq.reshape(n, x_out, (y_in + 2 * py) * kx * c_in)
+            with _threads.launch():
+                _dense.rows_cast(np.ascontiguousarray(frames), xq, px, py, sx, dx)
+                _dense.conv_dense_dot(xqf, w, out, kx * c_in, kx * c_in, ky, 1, sy, 1, 1, 1,
+                                      1, ky * kx * c_in, res)
             return res if cast else out
         xp = self._scratch("padded", (n, x_in + 2 * px, y_in + 2 * py, c_in), dtype)
         xpf = xp.reshape(n, x_in + 2 * px, (y_in + 2 * py) * c_in)

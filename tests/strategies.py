@@ -14,7 +14,8 @@ _NOJIT = os.environ.get("NUMBA_DISABLE_JIT") == "1"
 
 #: Layer families, one per dense kernel kind (``ConvEngine.dense_kind``): few input
 #: channels (the channel-plane kernel), many (the dot kernel, with 2-pixel x
-#: 4-channel blocks and their tails) and depthwise (direct when sy == 1, padded else).
+#: 4-channel blocks and their tails, on padded or gathered rows) and depthwise (direct
+#: when sy == 1, padded else).
 KINDS = ("small", "wide", "depthwise")
 
 

@@ -385,7 +385,7 @@ def test_strategies_reach_every_dense_kernel(kind):
     """The property tests' geometries reach every dense kernel kind."""
     from hypothesis import find
 
-    wanted = {"small": {"planes"}, "wide": {"dot"},
+    wanted = {"small": {"planes"}, "wide": {"dot", "dot_rows"},
               "depthwise": {"depthwise", "depthwise_direct"}}[kind]
     for target in wanted:
         find(geometries(kind=kind), lambda g, target=target: engine_mod.ConvEngine(
