@@ -1,8 +1,10 @@
-"""Byte-exact comparison of two buffers: the content check of the prepared-layer cache.
+"""Exact content checks of two buffers: the prepared-layer cache's test before every reuse.
 
 :func:`lavaconv.engine.prepare` looks a layer up by the weight array's identity and
-confirms the content with :func:`same_words` before every reuse, so that a weight
-array changed in place never reuses a stale layer.
+confirms the content before every reuse, so that a weight array changed in place never
+reuses a stale layer: :func:`same_words` compares the bits (any dtype), and
+:func:`same_values` compares integer weights against the layer's narrower int8/int16
+copy of them (equal integer values of one dtype are equal bits; it reads fewer bytes).
 """
 
 from __future__ import annotations

@@ -84,7 +84,11 @@ def conv_dense_dot(xp, wf, out, c_in, cg, ky, sx, sy, dx, dy, groups, nj, run, r
     nj, run : int
         Either ``(KY, Cg)``: one dot of length ``Cg`` per kernel tap, or ``(1, KY * C_in)``
         when ``dy == 1`` and ``groups == 1``: the ``KY`` taps of a kernel column are
-        contiguous in ``xp`` and form a single longer dot product.
+        contiguous in ``xp`` and form a single longer dot product. On gathered rows
+        (``xq`` of the module docstring, the engine's ``"dot_rows"`` kind) the kernel
+        is called with ``xp = xq``, ``wf`` of shape ``(C_out, 1, KY * KX * C_in)``,
+        ``c_in = cg = KX * C_in``, ``sx = dx = dy = 1``, ``groups = nj = 1`` and
+        ``run = KY * KX * C_in``: one dot per output cell.
     res : ndarray, (N, X_out, Y_out, C_out) or (0, 1, 1, 1)
         See the module docstring: a non-empty ``res`` receives each output row cast
         to its dtype.

@@ -351,7 +351,9 @@ def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, curso
     per_word = rows.shape[1] // n_words if n_words > 0 else 1
     ct = c_in * n_t
     # p // ct and rem // n_t by float reciprocals, corrected by one step: an integer
-    # division by a run-time divisor (~40 cycles) was most of the cost per event
+    # division by a run-time divisor (~40 cycles) was most of the cost per event. The
+    # float quotient is within one of the true one for p < 2**52 (rows are < 2**32
+    # entries, see lavaconv.geometry.MAX_FRAME_ELEMENTS)
     inv_ct = 1.0 / ct
     inv_t = 1.0 / n_t
     for r in prange(n_rows):

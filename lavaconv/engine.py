@@ -128,7 +128,10 @@ _PHYSICAL: list[int] = []  # physical memory in bytes, looked up once
 
 
 def _memory_limit() -> int:
-    """Largest array a call may allocate: ``LAVACONV_MAX_BYTES``, else physical memory."""
+    """Largest array a call may allocate: ``LAVACONV_MAX_BYTES``, else physical memory.
+
+    Consulted by :func:`empty` for arrays above ``_ALWAYS_BYTES`` (1 MiB) only.
+    """
     env = os.environ.get("LAVACONV_MAX_BYTES")
     if env:
         return int(env)
@@ -620,11 +623,11 @@ class ConvEngine:
     def _blocks(self, n_frames: int, out: np.ndarray) -> int:
         """Blocks of output rows per frame for the scatter kernels (their parallel grain).
 
-        At least one per thread overall, and small enough that one block's output
-        rows (what a thread writes while it scatters) fit in half of a core's L2
-        (``_BLOCK_BYTES``): 20 frames of ``mid`` (1 MiB each) scattered one frame per
-        iteration took 1.05 ms at 0.1 %, in blocks of 256 KiB 0.61 ms (a single frame
-        in halves is unchanged).
+        At least one per thread overall (up to ``X_out`` blocks per frame), and small
+        enough that one block's output rows (what a thread writes while it scatters)
+        fit in half of a core's L2 (``_BLOCK_BYTES``): 20 frames of ``mid`` (1 MiB
+        each) scattered one frame per iteration took 1.05 ms at 0.1 %, in blocks of
+        256 KiB 0.61 ms (a single frame in halves is unchanged).
         """
         threads = _threads.get_num_threads()
         if n_frames <= 1:
@@ -772,6 +775,24 @@ class ConvEngine:
                                       nj, run, res)
         return res if cast else out
 
+    def dense_scratch_entries(self) -> int:
+        """Entries per frame of the dense path's input copy (padded, planes or rows).
+
+        What :meth:`dense` allocates beside the result, per frame and in the
+        accumulator dtype (0 for the unpadded depthwise kernel, which may still fall
+        back to a padded copy for wide input dtypes: counted as such here).
+        """
+        g = self.geometry
+        (x_in, y_in, c_in), (px, py) = g.input_shape, g.padding
+        if self._planes:
+            sy, dy, ky = g.stride[1], g.dilation[1], g.kernel_size[1]
+            ypad = -(-g.output_shape[1] // 16) * 16
+            yq = max(-(-(y_in + 2 * py) // sy), (ky - 1) * dy // sy + ypad)
+            return c_in * sy * (x_in + 2 * px) * yq
+        if self._rows_dot:
+            return g.output_shape[0] * (y_in + 2 * py) * g.kernel_size[0] * c_in
+        return (x_in + 2 * px) * (y_in + 2 * py) * c_in
+
     def _direct_input(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
         """Frames as ``(N, X, Y * C)`` for the unpadded depthwise kernel, or None.
 
@@ -849,10 +870,7 @@ class ConvEngine:
         n_in = n * self._n_in
         if n_in == 0:
             return "dense"
-        rho = self._crossover_cache.get((itemsize, dense_itemsize)) \
-            if self._crossover is None else self._crossover
-        if rho is None:
-            rho = self.crossover_density(itemsize, dense_itemsize)
+        rho = self.crossover_density(itemsize, dense_itemsize)
         return "events" if self._estimate_rows(rows) < rho * n_in else "dense"
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
@@ -896,7 +914,12 @@ class ConvEngine:
         Parameters
         ----------
         frames : ndarray, (N, X, Y, C_in), integer or bool
-            Input frames.
+            Input frames. Integral float frames are accepted too (the models pass a
+            caller's integral float payloads, and binary spikes of any dtype with
+            ``binary=True``): the dense path is exact under the bound's accumulator;
+            the event path multiplies and adds float values in float64, exact while
+            ``bound * weight_l1 < 2**53`` (the models check it, see
+            ``_PyConvModel._apply_one``).
         input_max_abs : int, optional
             A bound on ``|frames|`` known to the caller (e.g. from the message bit
             width); taken from the dtype when that is enough for the fastest
@@ -1071,8 +1094,11 @@ def prepare(weight: np.ndarray, geometry: Geometry) -> ConvEngine:
     :func:`lavaconv.utils.conv` runs at the speed of a prepared one on repeated
     calls. The cache is keyed by what determines a layer: the geometry, the weight's
     dtype and shape, and its **content**. Repeated calls with the same array take a
-    fast path (looked up by the array's identity, then its bytes compared with the
-    layer's own copy: measured 3 us for ``mid``'s int32 weights, 6 us for ``vgg``'s);
+    fast path (looked up by the array's identity, then its content compared with the
+    layer's own copy: integer weights whose values fit int8/int16 against a copy in
+    that dtype, :func:`lavaconv.kernels.compare.same_values`, others bit for bit,
+    :func:`~lavaconv.kernels.compare.same_words`; measured 6-8 us for ``mid``'s and
+    ``vgg``'s int32 weights right after a kernel call, 3-5 us in cache);
     an array changed in place therefore gets a layer for its new content, never a
     stale one. Another array with equal content finds its layer by a hash of the
     bytes (BLAKE2b, confirmed by the byte comparison).

@@ -16,9 +16,13 @@ Structure (STYLE 4 and 16)
   ``f(s_in)`` at once, from the caller's array (binary spikes are counted as such
   inside the kernels, so no message frame is copied), and holds that result as
   ``a_buf`` until the next step emits it: the same function of the inputs as
-  :func:`conv_step`, one convolution per step either way, and about 10-40 us less
-  per step on ``mid``/``vgg`` at 0.1 % than copying the frame. ``run`` keeps the
-  messages of its last frame, as above. They differ in one
+  :func:`conv_step` (which states the timing and is kept as its reference, tested
+  against the models), one convolution per step in a sequence of steps (two for the
+  first step after a ``run``, which holds messages), and about 10-40 us less per step
+  on ``mid``/``vgg`` at 0.1 % than copying the frame. ``run`` keeps the messages of
+  its last frame, as above; after a step it computes its frame 0 from zero messages
+  (no work on the event path, one frame's dense convolution per sample on the dense
+  path) and writes the held ``a_buf`` there. They differ in one
   hook, :meth:`_PyConvModel._accumulate`, which turns a stack of messages into the
   model's dendritic accumulator values:
 
@@ -55,7 +59,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _threads
-from .dtypes import INT32_LIMIT, INT64_LIMIT, check_array, int_result_dtype
+from .dtypes import F64_EXACT, INT32_LIMIT, INT64_LIMIT, check_array, int_result_dtype
 from .engine import ConvEngine, prepare
 from .geometry import validate_int_range
 from .kernels import layout as _layout
@@ -294,14 +298,14 @@ class _PyConvModel:
 
         What is really allocated per frame: the message frame, the engine's result
         and the model's temporaries (:meth:`_sum_bytes`), and the dense path's
-        padded input and accumulator scratch (sized by the number of frames of the
-        call, so counted per frame; the event path needs less).
+        input copy (:meth:`~lavaconv.engine.ConvEngine.dense_scratch_entries`) and
+        accumulator scratch (sized by the number of frames of the call, so counted
+        per frame; the event path needs less).
         """
         g = self.geometry
         n_in = int(np.prod(g.input_shape))
         n_out = int(np.prod(g.output_shape))
-        n_pad = ((g.input_shape[0] + 2 * g.padding[0]) * (g.input_shape[1] + 2 * g.padding[1])
-                 * g.input_shape[2])
+        n_pad = self._engine.dense_scratch_entries()
         largest = self._largest_message()
         if self._integer_messages:
             acc = self._engine.accumulator_for(largest).itemsize
@@ -323,6 +327,7 @@ class _PyConvModel:
         self._a_buf: np.ndarray | None = None  # computed on the first read
 
     def _hold_buffer(self, a_buf: np.ndarray, bound: int) -> None:
+        """Hold ``a_buf`` (what the next step emits) and no messages (after a step)."""
         self._state = None
         self._state_bound = bound
         self._a_buf = a_buf
@@ -426,14 +431,20 @@ class _PyConvModel:
 
         The kernels read ``x`` itself when the message rule needs no per-value
         transform (binary spikes, applied in the kernel, or graded payloads used as
-        received) and its dtype is one they multiply exactly (not uint64); else the
-        messages are made first (:meth:`_messages`).
+        received) and they multiply its values exactly: not uint64 (NumPy's rules mix
+        it with signed weights in float64), and for float payloads of the integer
+        models only while ``bound * weight_l1 < 2**53`` (the scatter kernel multiplies
+        and adds them in float64). Else the messages are made first
+        (:meth:`_messages`), in the model's message dtype.
         """
         frames = x[np.newaxis]
         target = None if out is None else out[np.newaxis]
         binary = self.num_message_bits == 0
-        if (frames.flags.c_contiguous and frames.dtype.itemsize <= 8
-                and frames.dtype != np.uint64 and (binary or self._plain_messages)):
+        dt = frames.dtype
+        if (frames.flags.c_contiguous and dt.itemsize <= 8 and dt != np.uint64
+                and (binary or self._plain_messages)
+                and (binary or dt.kind != "f" or not self._integer_messages
+                     or bound * self._engine.weight_l1 < F64_EXACT)):
             return self._accumulate(frames, bound, target, binary)[0]
         messages = np.empty(frames.shape, self._message_dtype)
         self._messages(frames, messages)
@@ -553,11 +564,14 @@ class _PyConvModel:
                 f"takes integer payloads (num_message_bits={self.num_message_bits}); "
                 f"round them, or use PyConvModelFloat."
             )
-        if kind in "iu" and data.dtype.itemsize <= 2:
+        if kind in "iu" and data.dtype.itemsize == 1:
             info = np.iinfo(data.dtype)
-            if self._accepts_unchanged(int(info.min), int(info.max)):
+            lo, hi = self._accepted_range()
+            if lo <= info.min and info.max <= hi:
                 # every value of the dtype is a valid payload, used as received: the
                 # dtype's range bounds the messages, no pass over the data needed
+                # (only for 1-byte dtypes: a wider dtype's range would choose wider
+                # accumulators than the data needs)
                 return data, max(-int(info.min), int(info.max))
         if data.size == 0:
             lo = hi = 0
@@ -579,10 +593,15 @@ class _PyConvModel:
                 data = wide
         return data, bound
 
-    def _accepts_unchanged(self, lo: int, hi: int) -> bool:
-        """Whether every graded payload in ``[lo, hi]`` is accepted and used as received."""
-        p_lo, p_hi = self._payload_range
-        return not self._integer_messages or (p_lo <= lo and hi <= p_hi)
+    def _accepted_range(self) -> tuple[float, float]:
+        """Return the graded payloads accepted and used as received (inclusive).
+
+        No check fails and no message rule changes them: :attr:`_payload_range` for
+        the integer models, every value for the float model.
+        """
+        if not self._integer_messages:
+            return -np.inf, np.inf
+        return self._payload_range
 
     def _message_bound(self, lo: int, hi: int, max_abs: int, name: str) -> int:
         """Check the graded payload range ``[lo, hi]``; return the bound for the hook.
@@ -757,7 +776,8 @@ class _PyConvModel:
             )
         x, bound = self._validate(x, "data")
         # after a step only a_buf is held: frame 0 is then computed from zero
-        # messages (nothing to do on the event path) and overwritten with it
+        # messages (no work on the event path, a wasted frame on the dense one)
+        # and overwritten with it
         buffered = self._a_buf if self._state is None else None
         if buffered is None:
             state, state_bound = self._state, self._state_bound
@@ -806,13 +826,17 @@ class _PyConvModel:
         return {}
 
     def __reduce__(self):
-        """Pickle compactly: the process, the options and the held messages.
+        """Pickle compactly: the process, the options and the held state.
 
         The prepared layer is not shipped: unpickling rebuilds the model, which
         finds its layer through :func:`lavaconv.engine.prepare` (built once per
-        process). The held messages travel only when they are not all zero.
+        process). The held state is the messages after :meth:`run` and :meth:`reset`
+        (travelling only when they are not all zero), and the buffered output after
+        :meth:`step` (output-sized; nothing when it is all zero).
         """
         if self._state is None:  # after a step: the buffered output itself
+            if not self._a_buf.any():
+                return (_rebuild, (type(self), self.conv, self._options(), None, 0))
             return (_rebuild, (type(self), self.conv, self._options(), None,
                                self._state_bound, self._a_buf))
         state = None if self._state_bound == 0 and self._state.ndim == 3 else self._state
@@ -1071,17 +1095,16 @@ class PyConvModelBitAcc(_PyConvModel):
         """Whether the exponent is applied to the sum."""
         return self.exponent_mode == "post_accumulate" and self.weight_exp != 0
 
-    def _accepts_unchanged(self, lo: int, hi: int) -> bool:
-        """Inside int64 and inside the signed ``b``-bit message range."""
+    def _accepted_range(self) -> tuple[int, int]:
+        """Return the signed ``b``-bit message range (inside the int64 payload range)."""
         b = self.num_message_bits
-        return (super()._accepts_unchanged(lo, hi)
-                and -(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1)
+        return -(1 << (b - 1)), (1 << (b - 1)) - 1
 
     def _message_bound(self, lo: int, hi: int, max_abs: int, name: str) -> int:
         """Apply the base checks (payloads inside int64), then the ``b``-bit message rule."""
         max_abs = super()._message_bound(lo, hi, max_abs, name)
         b = self.num_message_bits
-        m_lo, m_hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
+        m_lo, m_hi = self._accepted_range()
         if m_lo <= lo and hi <= m_hi:
             return max_abs
         if self.message_overflow == "error":

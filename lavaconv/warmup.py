@@ -45,9 +45,11 @@ def warmup() -> float:
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     # grouped and plain few-channel layers (channel-plane dense kernel), a plain layer
-    # with a 24-entry dot run (dot kernel) and a depthwise one
+    # with a 24-entry kernel-row run (dot kernel on gathered rows), a grouped one with
+    # 16 channels per group (dot kernel on the padded input) and a depthwise one
     layers = [((5, 6, 4), (4, 3, 3, 2), 2), ((5, 6, 4), (4, 3, 3, 4), 1),
-              ((5, 6, 8), (4, 3, 3, 8), 1), ((5, 6, 4), (4, 3, 3, 1), 4)]
+              ((5, 6, 8), (4, 3, 3, 8), 1), ((5, 6, 32), (4, 3, 3, 16), 2),
+              ((5, 6, 4), (4, 3, 3, 1), 4)]
     in_dtypes = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64,
                  np.float32, np.float64]
     for shape, wshape, groups in layers:
@@ -72,7 +74,8 @@ def warmup() -> float:
             data = rng.integers(0, 2 if bits == 0 else 100, size=shape + (3,)).astype(np.int8)
             for model in (PyConvModelFloat(proc), PyConvModelFixed(proc),
                           PyConvModelBitAcc(proc)):
-                model.step(data[..., 0])
+                model.step(data[..., 0])  # a strided frame: the message copy
+                model.step(np.ascontiguousarray(data[..., 1]))  # read in place
                 model.run(data)
     # run() on sparse, C-contiguous time-last input: the in-place time-last scatter
     proc = Conv(weight=rng.integers(-3, 4, size=(4, 3, 3, 4)).astype(np.int8),

@@ -74,7 +74,10 @@ def test_in_place_changes_seen_through_the_narrow_content_check(dtype, change):
         new = old + change if old + change >= 0 or not dtype.startswith("u") else old + 1
         if new > np.iinfo(w.dtype).max:
             new = old - 1
+        assert engine_mod._same_content(w, engine_mod.prepare(w, g))
+        held = engine_mod.prepare(w, g)
         w[index] = new
+        assert not engine_mod._same_content(w, held)
         got = utils.conv(x, w, 3, 1, 1, 1, 1)
         np.testing.assert_array_equal(
             got, conv_reference(x, w.astype(np.int64), padding=(1, 1)).astype(w.dtype))

@@ -167,6 +167,8 @@ def test_steps_and_runs_interleaved_follow_the_reference(g, seed, name, bits, ki
     frames = list(_sequence(rng, g["input_shape"], total, bits, kind))
     if overflow == "wrap" and bits:
         frames = [(f * 3).astype(np.int32) for f in frames]  # outside the 5-bit range
+    if kind == "float":  # float payloads (integral for the integer models), read raw
+        frames = [f.astype(np.float64) for f in frames]
     model = MODELS[name](_conv(g, w, num_message_bits=bits), **kw)
     expected, a_buf = model_reference(frames, w, g, name, num_message_bits=bits, **ref_kw)
     compare = (np.testing.assert_array_equal if name != "float" else
@@ -181,7 +183,6 @@ def test_steps_and_runs_interleaved_follow_the_reference(g, seed, name, bits, ki
                 x = wide[..., ::2]
             compare(model.step(x), expected[t])
             x[...] = 1  # the caller reuses its array: the model must not see it
-            got = [None]
         else:
             n = lengths[p]
             data = np.stack(frames[t:t + n], axis=-1)
@@ -191,6 +192,62 @@ def test_steps_and_runs_interleaved_follow_the_reference(g, seed, name, bits, ki
             data[...] = 1
         t += lengths[p]
     compare(model.a_buf, a_buf)
+
+
+def test_step_float_payload_beyond_float64_exactness_stays_exact():
+    """Known answer: a float64 payload 2**31 - 1 times a weight 2**23 + 1 is
+    2**54 + 2**31 - 2**23 - 1, which float64 cannot hold (it rounds to a multiple
+    of 4); likewise the float32 payload 2**30 + 2**7 times 2**31 - 1. ``step`` must
+    not read such payloads raw into the event path's float64 scatter: the output is
+    the exact sum wrapped to 24 bits, computed here with Python ints
+    (PyConvModelFixed takes any int32 payload, whatever num_message_bits says). One
+    event in a 16 x 16 x 4 frame: the event path."""
+    for weight, payload, dtype in ((2**23 + 1, 2**31 - 1, np.float64),
+                                   (2**31 - 1, 2**30 + 2**7, np.float32)):
+        w = np.zeros((1, 1, 1, 4), np.int64)
+        w[0, 0, 0, 0] = weight
+        conv = Conv(weight=w, input_shape=(16, 16, 4), num_message_bits=24)
+        total = payload * weight
+        assert float(total) != total  # really beyond float64 (float32 payload: exact)
+        want = ((total + 2**23) % 2**24) - 2**23  # wrap_to_bits(total, 24)
+        x = np.zeros((16, 16, 4), dtype)
+        x[3, 5, 0] = payload
+        model = PyConvModelFixed(conv)
+        assert model._engine.decide(x[None]) == "events"
+        model.step(x)
+        got = model.step(np.zeros((16, 16, 4)))
+        assert int(got[3, 5, 0]) == want and np.count_nonzero(got) == 1
+        assert int(model.apply(x)[3, 5, 0]) == want
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batched_run_and_run_out_after_a_step_start_from_its_output(name):
+    """After an unbatched ``step`` the model holds only the output: a batched ``run``
+    starts every sample from it, and ``run(out=...)`` writes it into frame 0."""
+    rng = np.random.default_rng(5)
+    w = int8_weights(rng, (4, 3, 3, 3))
+    g = {"input_shape": (6, 5, 3), "stride": (1, 1), "padding": (1, 1),
+         "dilation": (1, 1), "groups": 1}
+    first = (rng.random((6, 5, 3)) < 0.4).astype(np.int8)
+    data = (rng.random((2, 6, 5, 3, 3)) < 0.4).astype(np.int8)
+    model = MODELS[name](_conv(g, w))
+    model.step(first)
+    got = model.run(data)
+    for i in range(2):
+        expected, _ = model_reference([first] + [data[i, ..., k] for k in range(3)], w, g,
+                                      name)
+        for k in range(3):
+            np.testing.assert_allclose(got[i, ..., k], expected[k + 1], rtol=1e-12)
+    model = MODELS[name](_conv(g, w))
+    model.step(first)
+    out = model.run(data[0])  # a run's own result: written in place next time
+    model.reset()
+    model.step(first)
+    out[...] = 7
+    assert model.run(data[0], out=out) is out
+    expected, _ = model_reference([first] + [data[0, ..., k] for k in range(3)], w, g, name)
+    for k in range(3):
+        np.testing.assert_allclose(out[..., k], expected[k + 1], rtol=1e-12)
 
 
 @given(g=geometries(max_size=6), seed=seeds(), n=st.integers(1, 3), t=st.integers(1, 3),
@@ -753,6 +810,7 @@ def test_frame_bytes_bounds_what_run_allocates(name, bits, kw):
     data = (rng.integers(-60, 60, (12, 10, 8, t)) * (rng.random((12, 10, 8, t)) < 0.6)
             ).astype(np.int8)
     MODELS[name](conv).run(data)  # compile first
+    lavaconv.engine.clear_cache()  # a fresh layer: its scratch buffers are traced too
     model = MODELS[name](conv)
     tracemalloc.start()
     try:
