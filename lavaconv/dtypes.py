@@ -27,6 +27,18 @@ below ``2**24`` is a float32, so no operation rounds), float64 when ``B < 2**53`
 int64 when ``B < 2**63``; beyond, :class:`OverflowError` (a sum never wraps silently).
 The event path accumulates in int32 when ``B < 2**31`` (integer addition is exact in
 any order), else int64.
+
+What the kernels read
+---------------------
+Every input dtype a kernel reads compiles one more machine-code version of it (2-3 s
+each for the parallel kernels, cold), so the kernels read frames in few dtypes
+(:func:`kernel_input`): bool as uint8 everywhere (the same bytes, values 0 and 1); on
+the dense path uint8, int8, int16 and the accumulator's own dtype as they are, and any
+other input cast to the accumulator by NumPy first (one pass over the input, small
+beside the dense convolution; the event path reads every dtype as it is, since there a
+copy would cost as much as the convolution). The values are those the kernels' own
+cast gives: integers under the bound are exact in the accumulator, and a float of the
+other precision rounds to nearest either way.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ __all__ = [
     "dtype_bound",
     "exact_accumulator",
     "int_result_dtype",
+    "kernel_input",
     "max_abs",
 ]
 
@@ -115,6 +128,39 @@ def exact_accumulator(bound: int) -> np.dtype:
 def int_result_dtype(bound: int) -> np.dtype:
     """int32 when every exact sum bounded by ``bound`` fits in it, else int64."""
     return _INT32 if bound < INT32_LIMIT else _INT64
+
+
+#: Input dtypes the dense path's kernels read as they are, besides the accumulator's own.
+_DENSE_READS = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.int16))
+_BOOL, _UINT8 = np.dtype(np.bool_), np.dtype(np.uint8)
+
+
+def kernel_input(frames: np.ndarray, acc: np.dtype | None = None) -> np.ndarray:
+    """Frames as the kernels read them, in one of few dtypes.
+
+    Parameters
+    ----------
+    frames : ndarray
+        Validated frames (native bool, integer or float dtype). With ``acc``: values
+        the accumulator holds exactly (the engine's bound), or float frames.
+    acc : numpy.dtype, optional
+        The dense path's accumulator (float32, float64 or int64). Without it (the
+        event path, whose kernels read every dtype: a copy there would cost as much
+        as a sparse convolution) only bool is viewed as uint8.
+
+    Returns
+    -------
+    ndarray
+        Bool viewed as uint8 (no copy); with ``acc``, uint8, int8, int16 and ``acc``
+        itself as they are and any other dtype cast to ``acc`` (a copy; module
+        docstring, "What the kernels read").
+    """
+    dt = frames.dtype
+    if dt == _BOOL:
+        return frames.view(_UINT8)
+    if acc is None or dt in _DENSE_READS or dt == acc:
+        return frames
+    return frames.astype(acc)
 
 
 def _all_finite(x: np.ndarray) -> bool:

@@ -51,6 +51,7 @@ from .dtypes import (
     INT64_LIMIT,
     dtype_bound,
     exact_accumulator,
+    kernel_input,
     max_abs,
 )
 from .geometry import Geometry
@@ -273,8 +274,8 @@ class ConvEngine:
         #: The dense kernel this layer runs (decided once, here): ``"planes"``
         #: (few input channels), ``"dot"`` (dot products over contiguous runs),
         #: ``"dot_rows"`` (the same over gathered input rows, one run per cell),
-        #: ``"depthwise_direct"`` (depthwise, ``sy == 1``, unpadded input when its
-        #: dtype allows, see :meth:`_direct_input`) or ``"depthwise"``.
+        #: ``"depthwise_direct"`` (depthwise, ``sy == 1``, unpadded input with a float
+        #: accumulator, see :meth:`_direct_input`) or ``"depthwise"``.
         self.dense_kind: str = ("planes" if self._planes else
                                 "dot_rows" if self._rows_dot else
                                 "dot" if not self.depthwise else
@@ -498,8 +499,12 @@ class ConvEngine:
         return rows
 
     def _rows(self, frames: np.ndarray) -> np.ndarray:
-        """C-contiguous frames viewed as ``(N * X_in, Y_in * C_in)`` rows."""
-        return np.ascontiguousarray(frames).reshape(frames.shape[0] * self._x_in, self._row_len)
+        """C-contiguous frames as ``(N * X_in, Y_in * C_in)`` rows, bool viewed as uint8.
+
+        (The dtype the event kernels read, :func:`lavaconv.dtypes.kernel_input`.)
+        """
+        return kernel_input(np.ascontiguousarray(frames)).reshape(
+            frames.shape[0] * self._x_in, self._row_len)
 
     def estimate_events(self, frames: np.ndarray) -> int:
         """Estimate the number of events from a sample of evenly spaced input rows.
@@ -719,6 +724,7 @@ class ConvEngine:
         g = self.geometry
         dtype = np.dtype(dtype)
         (w,) = self._prepare(dtype)
+        frames = kernel_input(frames, dtype)
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
@@ -796,17 +802,13 @@ class ConvEngine:
     def _direct_input(self, frames: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
         """Frames as ``(N, X, Y * C)`` for the unpadded depthwise kernel, or None.
 
-        Used for depthwise layers with ``sy == 1`` whose input is bool or a 1- or
-        2-byte integer (exact in a float32 or float64 accumulator, and cheap to
-        convert in the inner loop), or a float of the accumulator's dtype.
+        Used for depthwise layers with ``sy == 1`` and a float accumulator, on frames
+        already in a dtype the dense kernels read (:func:`lavaconv.dtypes.kernel_input`:
+        uint8, int8, int16, exact in either float accumulator and cheap to convert in
+        the inner loop, or the accumulator's own).
         """
         g = self.geometry
         if not (self.depthwise and g.stride[1] == 1 and dtype.kind == "f"):
-            return None
-        fd = frames.dtype
-        if fd == np.bool_:
-            frames = frames.view(np.uint8)
-        elif not ((fd.kind in "iu" and fd.itemsize <= 2) or fd == dtype):
             return None
         frames = np.ascontiguousarray(frames)
         x_in, y_in, c_in = g.input_shape
@@ -1019,7 +1021,7 @@ class ConvEngine:
         """
         dtype = np.dtype(dtype)
         n, n_t = data.shape[0], data.shape[-1]
-        rows = data.reshape(n * self._x_in, self._row_len * n_t)
+        rows = kernel_input(data).reshape(n * self._x_in, self._row_len * n_t)
         words = self._words(rows)
         n_frames = out.shape[0] * out.shape[1]
         cursor = np.zeros(n_frames * self._x_in, np.int64)

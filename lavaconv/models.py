@@ -784,8 +784,10 @@ class _PyConvModel:
         else:
             state, state_bound = np.zeros(self.geometry.input_shape, self._message_dtype), 0
         if batched:
-            if state.ndim == 3:
-                state = np.broadcast_to(state, (x.shape[0],) + state.shape)
+            if state.ndim == 3:  # (one sample: a plain view, so the kernels see no
+                # read-only array, which would compile another signature of them)
+                state = (state[np.newaxis] if x.shape[0] == 1 else
+                         np.broadcast_to(state, (x.shape[0],) + state.shape))
             frames = np.moveaxis(x, -1, 1)
         else:
             state = state[np.newaxis]

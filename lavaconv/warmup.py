@@ -23,8 +23,9 @@ def warmup() -> float:
     Runs tiny problems through every public entry point: ``conv`` on each path for
     bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
     int8, int32, float32 and float64 weights, on a grouped, two plain and a depthwise
-    layer (so every dense kernel), and the event path on rows of an odd number of
-    bytes (which it scans entry by entry instead of in 8-byte words); the engine with
+    layer, and a depthwise one with a Y stride (so every dense kernel), and the event
+    path on rows of an odd number of bytes (which it scans entry by entry instead of in
+    8-byte words); the engine with
     int32 output; ``conv_events``; ``conv_to_sparse``; the accumulators; and
     ``step``/``run`` of the three models with binary and graded input, and ``run`` on
     sparse time-last input (the in-place time-last scatter); ``conv_event_stream``;
@@ -77,6 +78,13 @@ def warmup() -> float:
                 model.step(data[..., 0])  # a strided frame: the message copy
                 model.step(np.ascontiguousarray(data[..., 1]))  # read in place
                 model.run(data)
+    # depthwise with sy > 1: the padded depthwise kernel (with sy == 1 the unpadded one)
+    wshape = (4, 3, 3, 1)
+    engine = ConvEngine(rng.integers(-3, 4, size=wshape).astype(np.int8),
+                        validate_geometry((5, 6, 4), wshape, (1, 2), 1, 1, 4))
+    for idt in (np.int8, np.float32):
+        engine.exact(rng.integers(0, 3, size=(1, 5, 6, 4)).astype(idt), 2, path="dense",
+                     out_dtype=np.int32)
     # run() on sparse, C-contiguous time-last input: the in-place time-last scatter
     proc = Conv(weight=rng.integers(-3, 4, size=(4, 3, 3, 4)).astype(np.int8),
                 input_shape=(6, 5, 4), padding=1)
