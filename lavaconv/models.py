@@ -60,7 +60,7 @@ import numpy as np
 
 from . import _threads
 from .dtypes import F64_EXACT, INT32_LIMIT, INT64_LIMIT, check_array, int_result_dtype
-from .engine import ConvEngine, prepare
+from .engine import ConvEngine, empty, prepare
 from .geometry import validate_int_range
 from .kernels import layout as _layout
 from .process import Conv
@@ -172,7 +172,7 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
         return new_state, out
     out = synapse(flat[:chunk], None)
     if n * t > chunk:  # split: copy the pieces into one output
-        whole = np.empty((n * t,) + out.shape[1:], out.dtype)
+        whole = empty((n * t,) + out.shape[1:], out.dtype)
         whole[:chunk] = out
         for start in range(chunk, n * t, chunk):
             synapse(flat[start:start + chunk], whole[start:start + chunk])
@@ -493,7 +493,7 @@ class _PyConvModel:
                 return None
         shape = (n, n_t) + self.geometry.output_shape
         sums = (direct if direct is not None and direct.dtype == dtype
-                else np.empty(shape, dtype))
+                else empty(shape, dtype))
         # times 0 .. T-2 into frames 1 .. T-1 (frame 0 zeroed), then frame 0
         engine.timelast_events(data, self.num_message_bits == 0, dtype, sums, n_t - 1, 1)
         if state_bound == 0:  # the messages held are all zero: so are their sums

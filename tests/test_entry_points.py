@@ -522,3 +522,35 @@ def test_scatter_in_blocks_of_output_rows_is_exact(g, seed, t, block):
         np.testing.assert_array_equal(got[..., k], expected[k])
     for k in range(t - 1):
         np.testing.assert_array_equal(sums[k], expected[k + 1])
+
+
+def test_arrays_the_engine_allocates_are_cache_line_aligned():
+    """empty() (results, accumulators, scratch, prepared weights) starts at a multiple of
+    64 bytes, whatever NumPy's allocator returns; the arrays behave as np.empty's."""
+    from lavaconv.engine import _ALIGN, ConvEngine, empty
+
+    assert _ALIGN == 64
+    for shape in [(0,), (1,), (3,), (2, 0, 3), (5, 7, 3), (1, 64, 64, 64), (3, 700, 1000)]:
+        for dt in (np.int8, np.int32, np.int64, np.float32, np.float64):
+            a = empty(shape, dt)
+            assert a.shape == shape and a.dtype == dt
+            assert a.flags.c_contiguous and a.flags.writeable
+            assert a.ctypes.data % 64 == 0
+            a[...] = 3
+            assert int(a.sum()) == 3 * a.size
+    rng = np.random.default_rng()
+    for groups, wshape in ((1, (8, 3, 3, 6)), (6, (6, 3, 3, 1)), (1, (4, 3, 3, 40))):
+        w = rng.integers(-9, 10, size=wshape).astype(np.int8)
+        engine = ConvEngine(w, validate_geometry((7, 9, 6 if wshape[-1] != 40 else 40),
+                                                 wshape, 1, 1, 1, groups))
+        for dt in (np.float32, np.float64):
+            for a in engine._prepare(np.dtype(dt)):
+                assert a.ctypes.data % 64 == 0
+        assert engine._prepare_events(np.dtype(np.int32)).ctypes.data % 64 == 0
+        x = (rng.random((2,) + engine.geometry.input_shape) < 0.3).astype(np.int8)
+        for path in ("dense", "events"):
+            got = engine.exact(x, path=path, out_dtype=np.int32)
+            assert got.ctypes.data % 64 == 0
+            want = np.stack([conv_reference(f.astype(np.int64), w.astype(np.int64), (1, 1),
+                                            (1, 1), (1, 1), groups) for f in x])
+            np.testing.assert_array_equal(got, want)
