@@ -121,7 +121,7 @@ def conv_step(state: np.ndarray, s_in: np.ndarray, messages: MessageRule,
         ``f(state)``: the output lags the input by one step.
 
     """
-    new_state = np.empty(state.shape, state.dtype)
+    new_state = empty(state.shape, state.dtype)
     messages(s_in[np.newaxis], new_state[np.newaxis])
     return new_state, synapse(state[np.newaxis], None)[0]
 
@@ -157,12 +157,12 @@ def conv_run(state: np.ndarray, frames: np.ndarray, messages: MessageRule, synap
     """
     n, t = frames.shape[:2]
     shape = state.shape[1:]
-    buf = np.empty((n, t) + shape, state.dtype)
+    buf = empty((n, t) + shape, state.dtype)
     buf[:, 0] = state
     if t > 1:
         for i in range(n):
             messages(frames[i, :t - 1], buf[i, 1:])
-    new_state = np.empty(state.shape, state.dtype)
+    new_state = empty(state.shape, state.dtype)
     messages(frames[:, t - 1], new_state)
     flat = buf.reshape((n * t,) + shape)
     if out is not None:  # every piece written in place
@@ -446,7 +446,7 @@ class _PyConvModel:
                 and (binary or dt.kind != "f" or not self._integer_messages
                      or bound * self._engine.weight_l1 < F64_EXACT)):
             return self._accumulate(frames, bound, target, binary)[0]
-        messages = np.empty(frames.shape, self._message_dtype)
+        messages = empty(frames.shape, self._message_dtype)
         self._messages(frames, messages)
         return self._accumulate(messages, bound, target)[0]
 
@@ -502,7 +502,7 @@ class _PyConvModel:
             self._sums(state, state_bound, dtype, sums[:, 0])
         else:
             sums[:, 0] = self._sums(np.ascontiguousarray(state), state_bound, dtype)
-        new_state = np.empty(state.shape, self._message_dtype)
+        new_state = empty(state.shape, self._message_dtype)
         self._messages(data[..., n_t - 1], new_state)
         flat = sums.reshape((n * n_t,) + self.geometry.output_shape)
         flat_out = None if direct is None else direct.reshape(flat.shape)
