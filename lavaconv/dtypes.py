@@ -55,6 +55,7 @@ __all__ = [
     "exact_accumulator",
     "int_result_dtype",
     "kernel_input",
+    "kernel_reads",
     "max_abs",
 ]
 
@@ -135,32 +136,62 @@ _DENSE_READS = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.int16))
 _BOOL, _UINT8 = np.dtype(np.bool_), np.dtype(np.uint8)
 
 
-def kernel_input(frames: np.ndarray, acc: np.dtype | None = None) -> np.ndarray:
+def kernel_reads(dtype: np.dtype, acc: np.dtype) -> bool:
+    """Whether the dense kernels read frames of ``dtype`` as they are (else: cast first).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The frames' dtype (native bool, integer or float).
+    acc : numpy.dtype
+        The dense accumulator (float32, float64 or int64).
+
+    Returns
+    -------
+    bool
+        True for bool, uint8, int8, int16 and ``acc`` itself (module docstring, "What the
+        kernels read").
+    """
+    return dtype == _BOOL or dtype in _DENSE_READS or dtype == acc
+
+
+def kernel_input(frames: np.ndarray, acc: np.dtype | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Frames as the kernels read them, in one of few dtypes.
 
     Parameters
     ----------
     frames : ndarray
         Validated frames (native bool, integer or float dtype). With ``acc``: values
-        the accumulator holds exactly (the engine's bound), or float frames.
+        the accumulator holds exactly (the engine's bound), or float frames. Bool arrays
+        are read as their bytes, 0 and 1 in every bool array NumPy makes.
     acc : numpy.dtype, optional
         The dense path's accumulator (float32, float64 or int64). Without it (the
         event path, whose kernels read every dtype: a copy there would cost as much
         as a sparse convolution) only bool is viewed as uint8.
+    out : ndarray, optional
+        Where to cast frames that :func:`kernel_reads` does not take as they are: an
+        array of ``frames.shape`` and ``acc`` (the engine passes its reused, aligned
+        scratch); new when omitted.
 
     Returns
     -------
     ndarray
         Bool viewed as uint8 (no copy); with ``acc``, uint8, int8, int16 and ``acc``
-        itself as they are and any other dtype cast to ``acc`` (a copy; module
-        docstring, "What the kernels read").
+        itself as they are and any other dtype cast to ``acc`` (module docstring, "What
+        the kernels read"; a float64 beyond float32's range becomes infinity, as in
+        the kernels' own cast, without a warning).
     """
     dt = frames.dtype
     if dt == _BOOL:
         return frames.view(_UINT8)
-    if acc is None or dt in _DENSE_READS or dt == acc:
+    if acc is None or kernel_reads(dt, acc):
         return frames
-    return frames.astype(acc)
+    if out is None:
+        out = np.empty(frames.shape, acc)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(out, frames, casting="unsafe")
+    return out
 
 
 def _all_finite(x: np.ndarray) -> bool:

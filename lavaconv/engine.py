@@ -52,6 +52,7 @@ from .dtypes import (
     dtype_bound,
     exact_accumulator,
     kernel_input,
+    kernel_reads,
     max_abs,
 )
 from .geometry import Geometry
@@ -558,7 +559,7 @@ class ConvEngine:
     def estimate_events_timelast(self, data: np.ndarray) -> int:
         """:meth:`estimate_events` for time-last sequences ``(N, X, Y, C, T)``, C-contiguous."""
         n = data.shape[0]
-        rows = data.reshape(n * self._x_in, self._row_len * data.shape[-1])
+        rows = kernel_input(data).reshape(n * self._x_in, self._row_len * data.shape[-1])
         found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
         return int(round(found * rows.shape[0] / counted)) if counted else 0
 
@@ -753,7 +754,9 @@ class ConvEngine:
         g = self.geometry
         dtype = np.dtype(dtype)
         (w,) = self._prepare(dtype)
-        frames = kernel_input(frames, dtype)
+        cast = (None if kernel_reads(frames.dtype, dtype)
+                else self._scratch("cast", frames.shape, dtype))
+        frames = kernel_input(frames, dtype, cast)
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
@@ -810,13 +813,24 @@ class ConvEngine:
                                       nj, run, res)
         return res if cast else out
 
-    def dense_scratch_entries(self) -> int:
-        """Entries per frame of the dense path's input copy (padded, planes or rows).
+    def dense_scratch_entries(self, input_dtype: np.dtype | None = None,
+                              acc: np.dtype | None = None) -> int:
+        """Entries per frame of the dense path's input copies (cast; padded, planes or rows).
 
         What :meth:`dense` allocates beside the result, per frame and in the
-        accumulator dtype (0 for the unpadded depthwise kernel, which may still fall
-        back to a padded copy for wide input dtypes: counted as such here).
+        accumulator dtype: the cast of frames the kernels do not read as they are
+        (:func:`lavaconv.dtypes.kernel_reads`; counted unless ``input_dtype`` and ``acc``
+        show it is not needed), and the padded, planes or rows copy (none for the
+        unpadded depthwise kernel, which an int64 accumulator replaces by the padded
+        one: counted as such here).
         """
+        x_in, y_in, c_in = self.geometry.input_shape
+        cast = 0 if (input_dtype is not None and acc is not None
+                     and kernel_reads(np.dtype(input_dtype), np.dtype(acc))) else x_in * y_in * c_in
+        return cast + self._copy_entries()
+
+    def _copy_entries(self) -> int:
+        """Entries per frame of the padded, planes or rows copy (:meth:`dense_scratch_entries`)."""
         g = self.geometry
         (x_in, y_in, c_in), (px, py) = g.input_shape, g.padding
         if self._planes:
@@ -874,7 +888,8 @@ class ConvEngine:
         rows = self._rows(frames)
         if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize, None) == "dense":
             return self.dense(_spikes(frames) if binary else frames, dtype, out=out)
-        return self._scatter_rows(rows, frames.shape[0], dtype, out, binary)
+        return self._scatter_rows(rows, frames.shape[0], dtype, out,
+                                  binary or frames.dtype == np.bool_)
 
     def decide(self, frames: np.ndarray, path: str = "auto", itemsize: int = 8,
                dense_itemsize: int | None = None) -> str:
@@ -1010,8 +1025,9 @@ class ConvEngine:
         rows = self._rows(frames)
         n = frames.shape[0]
         if self._decide_rows(rows, n, path, out_dtype.itemsize, dense_dtype.itemsize) \
-                == "events":
-            return self._scatter_rows(rows, n, out_dtype, out, binary)
+                == "events":  # (bool is binary: any non-zero byte is one)
+            return self._scatter_rows(rows, n, out_dtype, out,
+                                      binary or frames.dtype == np.bool_)
         if binary:
             frames = _spikes(frames)
         if dense_dtype == out_dtype:

@@ -298,21 +298,21 @@ class _PyConvModel:
 
         What is really allocated per frame: the message frame, the engine's result
         and the model's temporaries (:meth:`_sum_bytes`), and the dense path's
-        input copy (:meth:`~lavaconv.engine.ConvEngine.dense_scratch_entries`) and
+        input copies (:meth:`~lavaconv.engine.ConvEngine.dense_scratch_entries`) and
         accumulator scratch (sized by the number of frames of the call, so counted
         per frame; the event path needs less).
         """
         g = self.geometry
         n_in = int(np.prod(g.input_shape))
         n_out = int(np.prod(g.output_shape))
-        n_pad = self._engine.dense_scratch_entries()
         largest = self._largest_message()
         if self._integer_messages:
-            acc = self._engine.accumulator_for(largest).itemsize
+            acc = self._engine.accumulator_for(largest)
         else:
-            acc = 8
+            acc = np.dtype(np.float64)
+        n_pad = self._engine.dense_scratch_entries(self._message_dtype, acc)
         return (self._message_dtype.itemsize * n_in + self._sum_bytes(largest) * n_out
-                + acc * (n_pad + n_out))
+                + acc.itemsize * (n_pad + n_out))
 
     # -- state ---------------------------------------------------------------------
     # The model holds either the messages of the last input (``_state``, after

@@ -554,3 +554,27 @@ def test_arrays_the_engine_allocates_are_cache_line_aligned():
             want = np.stack([conv_reference(f.astype(np.int64), w.astype(np.int64), (1, 1),
                                             (1, 1), (1, 1), groups) for f in x])
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                   np.uint16])
+def test_content_compares_find_one_difference_in_any_block(dtype):
+    """same_words / same_values (the cache's reuse check) over several 256-entry blocks:
+    equal buffers are equal, and one changed entry at a block edge or the end is seen."""
+    from lavaconv.kernels import compare
+
+    rng = np.random.default_rng()
+    info = np.iinfo(dtype)
+    n = 3 * 256 + 7
+    a = rng.integers(max(info.min, -100), min(info.max, 100), size=n, endpoint=True,
+                     dtype=np.int64).astype(dtype)
+    narrow = a.astype(np.int8)  # every value fits int8
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize]
+    assert compare.same_words(a.view(bits), a.copy().view(bits))
+    assert compare.same_values(a, narrow)
+    for k in (0, 1, 255, 256, 511, 512, 767, 768, n - 1):
+        b = a.copy()
+        b[k] = b[k] + 1 if b[k] < 100 else b[k] - 1
+        assert not compare.same_words(a.view(bits), b.view(bits)), k
+        assert not compare.same_values(b, narrow), k
+        assert compare.same_values(b, b.astype(np.int8)), k

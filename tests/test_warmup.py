@@ -64,6 +64,9 @@ def test_dense_kernels_read_few_input_dtypes():
             want = conv_reference(x.astype(np.int64), w.astype(np.int64), (1, sy), (1, 1),
                                   (1, 1), groups)
             np.testing.assert_array_equal(got, want, err_msg=f"{dt.__name__} {shape}")
+            if dt in (np.uint32, np.int32, np.float64):  # a bound beyond float64: int64
+                got = engine.exact(x[None], 2**50, path="dense", out_dtype=np.int64)[0]
+                np.testing.assert_array_equal(got, want, err_msg=f"int64 {dt.__name__}")
     for kernel in (dense.pad_cast, dense.rows_cast, dense.planes_cast,
                    dense.conv_dense_depthwise_direct):
         # (frames, the accumulator's scratch or weights, ...): frames in as_is or acc
