@@ -179,7 +179,7 @@ def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
 #: touched two lines. Measured (Zen 4, AVX-512, 2 threads, one interleaved run each):
 #: the scatter of ``mid`` at 1 % 85 -> 68 us and of ``vgg`` at 1 % 123 -> 92 us with its
 #: result and weights at a line start instead of 16 bytes past one (0.1 %: 23 -> 21 us);
-#: the dense kernels on ``mid`` and ``vgg`` 5-8 % faster with their input copy aligned.
+#: the dense kernels on ``mid`` and ``vgg`` 5-7 % faster with their input copy aligned.
 _ALIGN = 64
 
 
