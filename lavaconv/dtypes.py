@@ -32,13 +32,15 @@ What the kernels read
 ---------------------
 Every input dtype a kernel reads compiles one more machine-code version of it (2-3 s
 each for the parallel kernels, cold), so the kernels read frames in few dtypes
-(:func:`kernel_input`): bool as uint8 everywhere (the same bytes, values 0 and 1); on
-the dense path uint8, int8, int16 and the accumulator's own dtype as they are, and any
-other input cast to the accumulator by NumPy first (one pass over the input, small
-beside the dense convolution; the event path reads every dtype as it is, since there a
-copy would cost as much as the convolution). The values are those the kernels' own
-cast gives: integers under the bound are exact in the accumulator, and a float of the
-other precision rounds to nearest either way.
+(:func:`kernel_input`): on the dense path bool, uint8, int8, int16 and the accumulator's
+own dtype as they are, and any other input cast to the accumulator by NumPy first (one
+pass over the input into reused scratch, small beside the dense convolution); the event
+path reads every dtype as it is (a copy there would cost as much as the convolution),
+bool viewed as uint8, which its callers pair with the binary rule (any non-zero byte is
+one spike: exact for every bool array, also one whose bytes are not all 0 and 1, e.g.
+from ``np.frombuffer``; the dense kernels read bool as Numba does, any non-zero byte as
+True). The values are those the kernels' own cast gives: integers under the bound are
+exact in the accumulator, and a float of the other precision rounds to nearest either way.
 """
 
 from __future__ import annotations
@@ -163,12 +165,12 @@ def kernel_input(frames: np.ndarray, acc: np.dtype | None = None,
     ----------
     frames : ndarray
         Validated frames (native bool, integer or float dtype). With ``acc``: values
-        the accumulator holds exactly (the engine's bound), or float frames. Bool arrays
-        are read as their bytes, 0 and 1 in every bool array NumPy makes.
+        the accumulator holds exactly (the engine's bound), or float frames.
     acc : numpy.dtype, optional
         The dense path's accumulator (float32, float64 or int64). Without it (the
         event path, whose kernels read every dtype: a copy there would cost as much
-        as a sparse convolution) only bool is viewed as uint8.
+        as a sparse convolution) only bool is viewed as uint8, for a kernel that
+        applies the binary rule to it (module docstring).
     out : ndarray, optional
         Where to cast frames that :func:`kernel_reads` does not take as they are: an
         array of ``frames.shape`` and ``acc`` (the engine passes its reused, aligned
@@ -177,15 +179,15 @@ def kernel_input(frames: np.ndarray, acc: np.dtype | None = None,
     Returns
     -------
     ndarray
-        Bool viewed as uint8 (no copy); with ``acc``, uint8, int8, int16 and ``acc``
-        itself as they are and any other dtype cast to ``acc`` (module docstring, "What
-        the kernels read"; a float64 beyond float32's range becomes infinity, as in
+        Without ``acc``, bool viewed as uint8 (no copy); with ``acc``, bool, uint8, int8,
+        int16 and ``acc`` itself as they are and any other dtype cast to ``acc`` (module
+        docstring, "What the kernels read"; a float64 beyond float32's range becomes infinity, as in
         the kernels' own cast, without a warning).
     """
     dt = frames.dtype
-    if dt == _BOOL:
-        return frames.view(_UINT8)
-    if acc is None or kernel_reads(dt, acc):
+    if acc is None:
+        return frames.view(_UINT8) if dt == _BOOL else frames
+    if kernel_reads(dt, acc):
         return frames
     if out is None:
         out = np.empty(frames.shape, acc)

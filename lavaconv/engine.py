@@ -754,9 +754,9 @@ class ConvEngine:
         g = self.geometry
         dtype = np.dtype(dtype)
         (w,) = self._prepare(dtype)
-        cast = (None if kernel_reads(frames.dtype, dtype)
+        copy = (None if kernel_reads(frames.dtype, dtype)
                 else self._scratch("cast", frames.shape, dtype))
-        frames = kernel_input(frames, dtype, cast)
+        frames = kernel_input(frames, dtype, copy)
         n = frames.shape[0]
         x_in, y_in, c_in = g.input_shape
         px, py = g.padding
@@ -847,8 +847,8 @@ class ConvEngine:
 
         Used for depthwise layers with ``sy == 1`` and a float accumulator, on frames
         already in a dtype the dense kernels read (:func:`lavaconv.dtypes.kernel_input`:
-        uint8, int8, int16, exact in either float accumulator and cheap to convert in
-        the inner loop, or the accumulator's own).
+        bool, uint8, int8, int16, exact in either float accumulator and cheap to convert
+        in the inner loop, or the accumulator's own).
         """
         g = self.geometry
         if not (self.depthwise and g.stride[1] == 1 and dtype.kind == "f"):
@@ -1085,7 +1085,9 @@ class ConvEngine:
         with _threads.launch():
             _events.bucket_timelast(rows, words, self._c_in, n_t, t_count, t_offset,
                                     self._x_in, True, cursor, ys, cs, vs)
-        self.scatter(Events(n_frames, offsets, ys, cs, vs, binary), dtype,
+        # (bool is binary: the uint8 view may hold any non-zero byte for True)
+        self.scatter(Events(n_frames, offsets, ys, cs, vs, binary or data.dtype == np.bool_),
+                     dtype,
                      out=out.reshape((n_frames,) + self._out_shape))
 
 

@@ -578,3 +578,49 @@ def test_content_compares_find_one_difference_in_any_block(dtype):
         assert not compare.same_words(a.view(bits), b.view(bits)), k
         assert not compare.same_values(b, narrow), k
         assert compare.same_values(b, b.astype(np.int8)), k
+
+
+def test_kernel_input_views_casts_and_never_warns():
+    """lavaconv.dtypes.kernel_input: bool viewed as uint8 for the event kernels (no copy);
+    on the dense path the read dtypes as they are, others cast to the accumulator, a
+    float64 beyond float32's range to inf without a warning (warnings are errors here)."""
+    from lavaconv.dtypes import kernel_input, kernel_reads
+
+    b = np.array([[True, False, True]])
+    v = kernel_input(b)
+    assert v.dtype == np.uint8 and np.shares_memory(v, b) and v.tolist() == [[1, 0, 1]]
+    f32 = np.dtype(np.float32)
+    for dt in (np.bool_, np.uint8, np.int8, np.int16, np.float32):
+        x = np.ones((2, 3), dt)
+        assert kernel_reads(x.dtype, f32) and kernel_input(x, f32) is x
+    for dt in (np.uint16, np.int32, np.int64, np.uint32, np.float64):
+        x = np.arange(6, dtype=dt).reshape(2, 3)
+        assert not kernel_reads(x.dtype, f32)
+        got = kernel_input(x, f32)
+        assert got.dtype == f32 and got.tolist() == x.tolist()
+        out = np.empty((2, 3), f32)
+        assert kernel_input(x, f32, out) is out and out.tolist() == x.tolist()
+    big = kernel_input(np.array([1e300, -1e300, 3.5]), f32)
+    assert big.tolist() == [np.inf, -np.inf, 3.5]
+
+
+def test_bool_input_whose_bytes_are_not_0_or_1_counts_as_true():
+    """A bool array holding other bytes than 0 and 1 (np.frombuffer) means True wherever a
+    byte is non-zero, as NumPy casts it: every path and run give the reference's sums."""
+    rng = np.random.default_rng()
+    shape, wshape = (6, 7, 8), (5, 3, 3, 8)
+    w = rng.integers(-9, 10, size=wshape).astype(np.int8)
+    raw = rng.integers(0, 256, size=shape).astype(np.uint8)
+    raw[rng.random(shape) < 0.6] = 0
+    x = np.frombuffer(raw.tobytes(), np.bool_).reshape(shape)
+    want = conv_reference(x.astype(np.int64), w.astype(np.int64), (1, 1), (1, 1), (1, 1), 1)
+    for path in ("dense", "events"):
+        got = utils.conv(x, w.astype(np.int32), 3, 1, 1, 1, 1, path=path)
+        np.testing.assert_array_equal(got, want, err_msg=path)
+    seq = np.stack([x, x, np.zeros(shape, bool)], axis=-1)  # C-contiguous, time last
+    models = [M(Conv(weight=w, input_shape=shape, padding=1, num_message_bits=bits))
+              for bits in (0, 8) for M in (PyConvModelFixed, PyConvModelFloat)]
+    for model in models:
+        out = model.run(np.ascontiguousarray(seq))
+        np.testing.assert_array_equal(out[..., 1], want)
+        np.testing.assert_array_equal(out[..., 2], want)

@@ -37,7 +37,7 @@ def test_warmup_compiles_every_kernel():
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1",
                     reason="kernels are plain Python with the JIT disabled")
 def test_dense_kernels_read_few_input_dtypes():
-    """Every input dtype reaches the dense cast kernels as uint8, int8, int16 or the
+    """Every input dtype reaches the dense cast kernels as bool, uint8, int8, int16 or the
     accumulator's dtype (lavaconv.dtypes.kernel_input), and gives the exact result.
     """
     import numpy as np
@@ -47,7 +47,7 @@ def test_dense_kernels_read_few_input_dtypes():
     from lavaconv.engine import ConvEngine
     from lavaconv.geometry import validate_geometry
 
-    as_is = {np.dtype(t) for t in (np.uint8, np.int8, np.int16)}
+    as_is = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16)}
     rng = np.random.default_rng()
     # plain (dot on gathered rows), few channels (planes), dot on the padded input,
     # depthwise with sy == 1 (unpadded) and sy == 2 (padded)
