@@ -70,6 +70,17 @@ RUN_STEPS = 20
 
 #: Length of one burst of calls of one callable in :func:`_timeit_interleaved` (s).
 _BURST = 0.002
+#: Busy wait after each burst (s), so that the thread pool of the callable just timed
+#: (our TBB workers) has stopped spinning before the next callable runs; a sleep
+#: instead made every callable slower (the idle core clocks down). Measured with two
+#: identical callables in one interleaved set (the prepared call on mid, vgg and
+#: dvs128, four cases, twice): without it their minima differed by up to 52 %, with
+#: it by up to 9 %.
+_SETTLE = 0.003
+#: The busy wait after a burst of torch (OpenMP threads spin longer): ``utils.conv``
+#: on mid graded right after torch took 1.3-1.8 ms (median) after waits of 0-3 ms,
+#: 0.9-1.0 ms after 10-100 ms, as when run alone.
+_SETTLE_FOREIGN = 0.01
 
 
 def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> dict:
@@ -85,17 +96,28 @@ def _timeit(fn: Callable[[], object], budget: float, max_calls: int = 2000) -> d
     return {"min": float(min(times)), "median": float(np.median(times)), "calls": len(times)}
 
 
+def _busy_wait(seconds: float) -> None:
+    """Spin for ``seconds`` without sleeping (a sleeping core clocks down)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
-                        max_calls: int = 10**6) -> dict[str, dict]:
+                        max_calls: int = 10**6,
+                        settle: dict[str, float] | None = None) -> dict[str, dict]:
     """Time several callables in alternating bursts, so that a disturbance hits all.
 
     Each round calls every callable in a burst of about ``_BURST`` seconds and at
-    least 3 calls. The first call of a burst follows another callable (other caches,
-    another thread pool waking up) and is not kept; the others are, as in
-    back-to-back calls. Rounds go on until every callable has had ``budget`` seconds
-    and 3 kept calls, or ``max_calls`` kept calls (a burst may run past it). On a
-    shared machine a slow spell then lands in every callable's samples alike instead
-    of in one callable's whole run, which keeps the ratios between them steady.
+    least 3 calls, each burst followed by a busy wait (not counted) in which its
+    thread pool stops spinning: ``settle[name]`` seconds, ``_SETTLE`` by default.
+    The first call of a burst
+    follows another callable (other caches, another thread pool waking up) and is
+    not kept; the others are, as in back-to-back calls. Rounds go on until every
+    callable has had ``budget`` seconds and 3 kept calls, or ``max_calls`` kept
+    calls (a burst may run past it). On a shared machine a slow spell then lands in
+    every callable's samples alike instead of in one callable's whole run, which
+    keeps the ratios between them steady.
 
     Returns
     -------
@@ -124,6 +146,7 @@ def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
                 if k:
                     times[name].append(dt)
                     fastest[name] = min(fastest[name], dt)
+            _busy_wait(_SETTLE if settle is None else settle.get(name, _SETTLE))
     return {name: {"min": float(min(t)), "median": float(np.median(t)), "calls": len(t)}
             for name, t in times.items()}
 
@@ -292,7 +315,8 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
                 got = np.asarray(fn())
                 correct[label] = bool(np.array_equal(got.astype(np.float64), wanted[label]))
                 timed[label] = fn
-            times = _timeit_interleaved(timed, budget)
+            times = _timeit_interleaved(timed, budget, settle=dict.fromkeys(
+                ("torch32", "torch64"), _SETTLE_FOREIGN))
             run_t = times["fixed.run"]
             times["fixed.run"] = {"min": run_t["min"] / RUN_STEPS,
                                   "median": run_t["median"] / RUN_STEPS,

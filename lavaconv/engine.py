@@ -108,6 +108,12 @@ _COST = {
     "per_scalar": 1.3e-11,
 }
 _INT_DTYPES = {np.dtype(np.int32): INT32_LIMIT, np.dtype(np.int64): INT64_LIMIT}
+#: Working set of one chunk of frames in :meth:`ConvEngine.dense` (input copies and
+#: accumulator; bytes). Measured per frame, 20 graded int8 frames against a single
+#: frame (one process, interleaved): the whole stack in one call cost mid 1.19x,
+#: depthwise 1.66x, dil_grp 1.42x (int32 frames: 3.64x, 1.52x), in 1 MiB chunks
+#: 1.08x, 1.38x, 1.16x (2.52x, 1.08x); nmnist, dvs128 and vgg within 0.1 either way.
+_DENSE_CHUNK_BYTES = 2**20
 #: Scratch buffers up to this size are kept between calls (per engine and thread).
 #: Measured: with two large temporaries alive at once (padded input and output)
 #: glibc hands out fresh mmap'd pages every call, and their page faults cost 1.1 ms
@@ -312,6 +318,9 @@ class ConvEngine:
                                 "depthwise_direct" if g.stride[1] == 1 else "depthwise")
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
+        #: Density up to which :meth:`timelast_pays` reads time-last sequences in
+        #: place (:data:`TIMELAST_DENSITY`; tests set it to force either path).
+        self.timelast_density: float = TIMELAST_DENSITY
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
         self._prepared_events: dict[np.dtype, np.ndarray] = {}
@@ -750,9 +759,54 @@ class ConvEngine:
         Returns
         -------
         ndarray, (N, X_out, Y_out, C_out), ``dtype`` (or ``result_dtype``)
+
+        Notes
+        -----
+        Many frames run in chunks of :meth:`dense_chunk` frames, so that the input
+        copies and, with ``result_dtype`` and no ``out``, the accumulator are scratch
+        buffers of one chunk that stay in cache instead of streaming ``N`` frames'
+        worth through memory.
         """
-        g = self.geometry
         dtype = np.dtype(dtype)
+        n = frames.shape[0]
+        cast = result_dtype is not None and np.dtype(result_dtype) != dtype
+        chunk = self.dense_chunk(frames.dtype, dtype, cast and out is None)
+        if n <= chunk and not (cast and out is None):
+            return self._dense_frames(frames, dtype, out, result_dtype, result)
+        shape = (n,) + self.geometry.output_shape
+        if cast:
+            if result is None:
+                result = empty(shape, result_dtype)
+            whole = result
+        else:
+            if out is None:
+                out = empty(shape, dtype)
+            whole = out
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            acc = (out[start:stop] if out is not None else
+                   self._scratch("accumulator", (stop - start,) + shape[1:], dtype))
+            self._dense_frames(frames[start:stop], dtype, acc, result_dtype,
+                               result[start:stop] if cast else None)
+        return whole
+
+    def dense_chunk(self, input_dtype: np.dtype, acc: np.dtype, accumulator: bool) -> int:
+        """Frames per call of the dense kernels in :meth:`dense` (at least 1).
+
+        As many as keep one chunk's working set within ``_DENSE_CHUNK_BYTES``: the
+        input copies (:meth:`dense_scratch_entries`) and, when ``accumulator``, the
+        accumulator that the kernels cast into the result row by row.
+        """
+        acc = np.dtype(acc)
+        entries = self.dense_scratch_entries(input_dtype, acc)
+        if accumulator:
+            entries += int(np.prod(self._out_shape))
+        return max(1, _DENSE_CHUNK_BYTES // max(1, entries * acc.itemsize))
+
+    def _dense_frames(self, frames: np.ndarray, dtype: np.dtype, out: np.ndarray | None,
+                      result_dtype, result: np.ndarray | None) -> np.ndarray:
+        """:meth:`dense` of one chunk of frames (the same parameters)."""
+        g = self.geometry
         (w,) = self._prepare(dtype)
         copy = (None if kernel_reads(frames.dtype, dtype)
                 else self._scratch("cast", frames.shape, dtype))
@@ -1032,12 +1086,31 @@ class ConvEngine:
             frames = _spikes(frames)
         if dense_dtype == out_dtype:
             return self.dense(frames, dense_dtype, out=out)
-        # exact float (or int64) accumulator in scratch, one cast into the result
-        acc = self._scratch("accumulator", shape, dense_dtype)
-        return self.dense(frames, dense_dtype, out=acc, result_dtype=out_dtype, result=out)
+        # exact float (or int64) accumulator in scratch (one chunk of frames at a
+        # time), cast into the result row by row
+        return self.dense(frames, dense_dtype, result_dtype=out_dtype, result=out)
 
 
     # -- time-last sequences -----------------------------------------------------------
+    def timelast_pays(self, data: np.ndarray, itemsize: int) -> bool:
+        """Whether :meth:`timelast_events` is the fastest way to run ``data``.
+
+        It is while the estimated density (:meth:`estimate_events_timelast`) stays
+        below both the event path's crossover (:meth:`crossover_density`, else the
+        dense path wins) and :attr:`timelast_density`, above which transposing the
+        sequence into frames and scanning them (:meth:`events`) costs less than
+        bucketing every event of the time-last input (:data:`TIMELAST_DENSITY`).
+
+        Parameters
+        ----------
+        data : ndarray, (N, X, Y, C_in, T), C-contiguous
+            The validated sequences.
+        itemsize : int
+            Bytes per entry of the accumulator.
+        """
+        density = min(self.crossover_density(itemsize), self.timelast_density)
+        return self.estimate_events_timelast(data) < density * data.size
+
     def timelast_events(self, data: np.ndarray, binary: bool, dtype: np.dtype,
                         out: np.ndarray, t_count: int, t_offset: int) -> None:
         """Event-driven convolution of time-last sequences, read without a transpose.
@@ -1090,6 +1163,17 @@ class ConvEngine:
                      dtype,
                      out=out.reshape((n_frames,) + self._out_shape))
 
+
+#: Density (events per input entry) up to which ``run`` buckets the events of
+#: time-last input in place (:meth:`ConvEngine.timelast_events`); above it, it
+#: transposes the sequence into frames and scans those (:meth:`ConvEngine.events`),
+#: whose per-entry copy then costs less than bucketing every event in two passes and
+#: scattering them from the list. Measured per step of 20-step runs against one
+#: ``step`` (this machine, 2 threads, interleaved): time-last in place 1.7-2.1x at
+#: 0.1-0.2 % on mid and vgg against 2.2-3.5x transposed; the two meet at 0.4 % on
+#: nmnist, mid (0.4-0.7 %), vgg (0.2-0.4 %), depthwise and dil_grp, and at 0.7-1 %
+#: on dvs128; at 5 % in place costs 2.1-5.9x, transposed 1.3-2.3x.
+TIMELAST_DENSITY = 0.004
 
 #: Most prepared layers kept by :func:`prepare` (the least recently used go first).
 #: Each holds its re-laid-out weights and up to 64 MiB of scratch per thread.

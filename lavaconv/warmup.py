@@ -27,7 +27,8 @@ def warmup() -> float:
     path on rows of an odd number of bytes (which it scans entry by entry instead of in
     8-byte words); the engine with
     int32 output; ``conv_events``; ``conv_to_sparse``; the accumulators; and
-    ``step``/``run`` of the three models with binary and graded input, and ``run`` on
+    ``step``/``run`` of the three models with binary and graded input (int8, and
+    for ``run`` also Lava's int32), and ``run`` on
     sparse time-last input (the in-place time-last scatter); ``conv_event_stream``;
     the prepared-layer cache's content check for 1-, 2-, 4- and 8-byte weights. A
     test checks that every kernel of :mod:`lavaconv.kernels` is compiled by it. Other dtypes
@@ -78,6 +79,8 @@ def warmup() -> float:
                 model.step(data[..., 0])  # a strided frame: the message copy
                 model.step(np.ascontiguousarray(data[..., 1]))  # read in place
                 model.run(data)
+                if bits:  # Lava's int32 payloads, copied into int8 frames
+                    model.run(data.astype(np.int32))
     # depthwise with sy > 1: the padded depthwise kernel (with sy == 1 the unpadded one)
     wshape = (4, 3, 3, 1)
     engine = ConvEngine(rng.integers(-3, 4, size=wshape).astype(np.int8),

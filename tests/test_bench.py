@@ -46,3 +46,31 @@ def test_interleaved_timing_spends_the_budget_on_every_callable():
 def test_unknown_workload_is_refused_before_anything_runs():
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
         bench.run(quick=True, workloads=["nope"])
+
+
+def test_interleaved_timing_waits_after_every_burst_outside_the_timed_calls(monkeypatch):
+    events: list = []
+    monkeypatch.setattr(bench, "_busy_wait", lambda seconds: events.append(seconds))
+    fns = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
+    bench._timeit_interleaved(fns, budget=0.0, settle={"b": 0.5})
+    # bursts: runs of one name; each is followed by one wait, the one asked for its
+    # callable (b: 0.5 s), else the default; no wait falls inside a burst
+    bursts = []
+    for k, item in enumerate(events):
+        if isinstance(item, str) and (k == 0 or events[k - 1] != item):
+            bursts.append(item)
+            end = k
+            while end < len(events) and events[end] == item:
+                end += 1
+            assert end < len(events) and not isinstance(events[end], str), events
+            assert events[end] == (0.5 if item == "b" else bench._SETTLE)
+    assert bursts == ["a", "b", "a", "b"]
+    assert sum(not isinstance(e, str) for e in events) == len(bursts)
+
+
+def test_busy_wait_spins_for_the_time_asked():
+    import time
+
+    t0 = time.perf_counter()
+    bench._busy_wait(0.002)
+    assert time.perf_counter() - t0 >= 0.002

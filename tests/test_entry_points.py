@@ -296,10 +296,12 @@ def test_float_model_real_weights_within_stated_tolerance(g, seed):
 # -- run reads the time-last input in place -------------------------------------------
 @given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 5), n=st.integers(0, 2),
        name=st.sampled_from(sorted(MODELS)), bits=st.sampled_from([0, 0, 5]),
-       dtype=st.sampled_from(["bool", "int8", "int32", "float64", "uint16"]))
-def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype):
+       dtype=st.sampled_from(["bool", "int8", "int32", "float64", "uint16"]),
+       route=st.sampled_from(["auto", "timelast", "frames"]))
+def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype, route):
     """At low density ``run`` scatters straight from (N, X, Y, C, T) data; whatever
-    path it takes, it equals T steps, sample by sample, including the held state."""
+    path it takes (forced here: in place, or transposed into frames), it equals T
+    steps, sample by sample, including the held state."""
     rng = np.random.default_rng(seed)
     w = int8_weights(rng, g["weight_shape"])
     conv = Conv(weight=w, input_shape=g["input_shape"], padding=g["padding"],
@@ -313,7 +315,15 @@ def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype):
     model = MODELS[name](conv)
     warm = data[..., :1] if t else data
     model.run(warm)  # a held state to carry into the next run
-    got = model.run(data)
+    layer = model._engine
+    if route != "auto":  # (a shared layer: restored below)
+        layer.crossover = 1.0
+        layer.timelast_density = 1.0 if route == "timelast" else 0.0
+    try:
+        got = model.run(data)
+    finally:
+        layer.crossover = None
+        layer.timelast_density = engine_mod.TIMELAST_DENSITY
     for i, sample in enumerate(samples):
         ref = MODELS[name](conv)
         ref.step(sample[..., 0])
@@ -353,8 +363,68 @@ def test_timelast_path_is_taken_for_sparse_contiguous_input():
         assert calls == [(1, 16, 16, 8, 10)]
         model.run(np.asfortranarray(data))  # not C-contiguous: the frames path
         assert len(calls) == 1
+        # 2 % active, five times TIMELAST_DENSITY: transposed into frames (and still
+        # below the event path's crossover), so the in-place scan is not called
+        dense_ish = rng.random((16, 16, 8, 10)) < 0.02
+        assert model._engine.crossover_density(4) > 0.02
+        got = model.run(dense_ish)
+        assert len(calls) == 1
+        ref = PyConvModelFixed(conv)
+        ref.step(data[..., -1])  # the state the two runs above left
+        for k in range(10):
+            np.testing.assert_array_equal(got[..., k], ref.step(dense_ish[..., k]))
     finally:
         del model._engine.timelast_events
+
+
+def _steps(conv, held, data):
+    """``run(data)`` of a model holding ``held``, by steps (the reference)."""
+    ref = PyConvModelFixed(conv)
+    ref.step(held)
+    return np.stack([ref.step(data[..., k]) for k in range(data.shape[-1])], axis=-1)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32"])
+def test_graded_run_copies_frames_as_int8_only_when_every_message_fits(dtype):
+    """Graded payloads that fit int8 (the input's dtype, or values within 127) are
+    copied into int8 frames; a held state beyond int8 keeps the int32 copy. Either
+    way ``run`` equals the steps."""
+    rng = np.random.default_rng(3)
+    conv = Conv(weight=int8_weights(rng, (6, 3, 3, 4)), input_shape=(7, 6, 4), padding=1,
+                num_message_bits=8)
+    small = rng.integers(-100, 101, (7, 6, 4, 5)).astype(dtype)
+    large = small.astype(np.int32)
+    large[..., -1] = 1000  # the state this run leaves is beyond int8
+    model = PyConvModelFixed(conv)
+    chosen = []
+    real = model._frames_dtype
+
+    def spy(*a):
+        chosen.append(real(*a))
+        return chosen[-1]
+
+    model._frames_dtype = spy
+    model._engine.crossover = 0.0  # the dense path: every entry is a message
+    try:
+        model.run(large)
+        got = model.run(small)  # held: large[..., -1], 1000 everywhere
+        np.testing.assert_array_equal(got, _steps(conv, large[..., -1], small))
+        assert chosen == [np.int32, np.int32]  # 1000 received, then 1000 held
+        got = model.run(small)  # held: small[..., -1], within int8
+        np.testing.assert_array_equal(got, _steps(conv, small[..., -1], small))
+        assert chosen[-1] == np.int8
+    finally:
+        model._engine.crossover = None
+    # a held state bounded beyond int8 by its dtype, whose values fit: int8 frames
+    state = np.zeros((7, 6, 4), np.int32)
+    assert real(np.dtype(dtype), 100, state, 2**31 - 1) == np.int8
+    state[0, 0, 0] = -129
+    assert real(np.dtype(dtype), 100, state, 2**31 - 1) == np.int32
+    # binary models and payloads beyond int8 keep the message dtype
+    assert real(np.dtype(np.int32), 128, state[...] * 0, 0) == np.int32
+    binary = PyConvModelFixed(Conv(weight=int8_weights(rng, (6, 3, 3, 4)),
+                                   input_shape=(7, 6, 4)))
+    assert binary._frames_dtype(np.dtype(np.int8), 1, state * 0, 0) == np.bool_
 
 
 # -- fork ----------------------------------------------------------------------------
@@ -381,6 +451,34 @@ def test_forked_child_after_parallel_parent_computes_correctly():
         sys.exit(0 if ok and same else 1)
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@given(g=geometries(max_size=7), seed=seeds(), n=st.integers(2, 5),
+       chunk_bytes=st.integers(1, 4096), graded=st.booleans(),
+       given_out=st.booleans())
+def test_dense_in_chunks_of_frames_equals_the_reference(g, seed, n, chunk_bytes, graded,
+                                                         given_out):
+    """Stacks of frames run in chunks of ``dense_chunk`` frames (forced small here:
+    a chunk of 1 frame up to a few), exact int32 results with the float accumulator
+    cast row by row, or int64 accumulated in the result itself, into ``out`` or not."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, g["weight_shape"])
+    geo = validate_geometry(g["input_shape"], w.shape, *_geo(g))
+    layer = engine_mod.ConvEngine(w, geo)
+    x = (rng.integers(-128, 128, (n,) + g["input_shape"]) if graded else
+         rng.random((n,) + g["input_shape"]) < 0.3).astype(np.int8)
+    expected = np.stack([conv_reference(f, w, *_geo(g)) for f in x])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_mod, "_DENSE_CHUNK_BYTES", chunk_bytes)
+        for out_dtype in (np.int32, np.int64):
+            out = np.empty((n,) + geo.output_shape, out_dtype) if given_out else None
+            got = layer.exact(x, path="dense", out_dtype=out_dtype, out=out)
+            assert got.dtype == out_dtype and (out is None or got is out)
+            np.testing.assert_array_equal(got, expected)
+        acc = np.dtype(np.float32)
+        assert layer.dense_chunk(x.dtype, acc, True) == max(
+            1, chunk_bytes // ((layer.dense_scratch_entries(x.dtype, acc)
+                                + int(np.prod(geo.output_shape))) * 4))
 
 
 @pytest.mark.parametrize("kind", KINDS)
