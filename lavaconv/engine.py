@@ -409,11 +409,15 @@ class ConvEngine:
         """Return a reusable uninitialised buffer, private to the calling thread.
 
         Kept between calls when it is at most ``_SCRATCH_MAX_BYTES`` (see there why);
-        never returned to the caller, so reuse cannot alias a result.
+        never returned to the caller, so reuse cannot alias a result. A request for
+        fewer frames of the same frame shape gets the leading part of the kept buffer
+        (C-contiguous, same start), so the last, shorter chunk of :meth:`dense` and a
+        single frame after a stack reuse it instead of replacing it.
         """
         buf = getattr(self._local, name, None)
-        if buf is not None and buf.shape == shape and buf.dtype == dtype:
-            return buf
+        if (buf is not None and buf.dtype == dtype and buf.shape[1:] == shape[1:]
+                and len(shape) == buf.ndim and 0 < len(shape) and buf.shape[0] >= shape[0]):
+            return buf if buf.shape[0] == shape[0] else buf[:shape[0]]
         buf = empty(shape, dtype)
         if buf.nbytes <= _SCRATCH_MAX_BYTES:
             setattr(self._local, name, buf)

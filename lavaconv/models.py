@@ -304,8 +304,9 @@ class _PyConvModel:
         What is really allocated per frame: the message frame, the engine's result
         and the model's temporaries (:meth:`_sum_bytes`), and the dense path's
         input copies (:meth:`~lavaconv.engine.ConvEngine.dense_scratch_entries`) and
-        accumulator scratch (sized by the number of frames of the call, so counted
-        per frame; the event path needs less).
+        accumulator scratch, both counted per frame (an upper bound: the dense path
+        keeps them to one chunk of frames, :meth:`~lavaconv.engine.ConvEngine.dense_chunk`;
+        the event path needs less).
         """
         g = self.geometry
         n_in = int(np.prod(g.input_shape))

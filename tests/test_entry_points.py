@@ -297,11 +297,12 @@ def test_float_model_real_weights_within_stated_tolerance(g, seed):
 @given(g=geometries(max_size=7), seed=seeds(), t=st.integers(1, 5), n=st.integers(0, 2),
        name=st.sampled_from(sorted(MODELS)), bits=st.sampled_from([0, 0, 5]),
        dtype=st.sampled_from(["bool", "int8", "int32", "float64", "uint16"]),
-       route=st.sampled_from(["auto", "timelast", "frames"]))
+       route=st.sampled_from(["auto", "timelast", "frames", "frames_dense"]))
 def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype, route):
     """At low density ``run`` scatters straight from (N, X, Y, C, T) data; whatever
-    path it takes (forced here: in place, or transposed into frames), it equals T
-    steps, sample by sample, including the held state."""
+    path it takes (forced here: in place, or transposed into frames for the event or
+    the dense kernels), it equals T steps, sample by sample, including the held
+    state."""
     rng = np.random.default_rng(seed)
     w = int8_weights(rng, g["weight_shape"])
     conv = Conv(weight=w, input_shape=g["input_shape"], padding=g["padding"],
@@ -317,7 +318,7 @@ def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype, route):
     model.run(warm)  # a held state to carry into the next run
     layer = model._engine
     if route != "auto":  # (a shared layer: restored below)
-        layer.crossover = 1.0
+        layer.crossover = 0.0 if route == "frames_dense" else 1.0
         layer.timelast_density = 1.0 if route == "timelast" else 0.0
     try:
         got = model.run(data)
@@ -459,8 +460,9 @@ def test_forked_child_after_parallel_parent_computes_correctly():
 def test_dense_in_chunks_of_frames_equals_the_reference(g, seed, n, chunk_bytes, graded,
                                                          given_out):
     """Stacks of frames run in chunks of ``dense_chunk`` frames (forced small here:
-    a chunk of 1 frame up to a few), exact int32 results with the float accumulator
-    cast row by row, or int64 accumulated in the result itself, into ``out`` or not."""
+    a chunk of 1 frame up to a few): exact int32 and int64 results (the float32
+    accumulator cast row by row into them), and float64 sums accumulated in the
+    result itself (no cast), into ``out`` or not."""
     rng = np.random.default_rng(seed)
     w = int8_weights(rng, g["weight_shape"])
     geo = validate_geometry(g["input_shape"], w.shape, *_geo(g))
@@ -475,10 +477,41 @@ def test_dense_in_chunks_of_frames_equals_the_reference(g, seed, n, chunk_bytes,
             got = layer.exact(x, path="dense", out_dtype=out_dtype, out=out)
             assert got.dtype == out_dtype and (out is None or got is out)
             np.testing.assert_array_equal(got, expected)
+        out = np.empty((n,) + geo.output_shape) if given_out else None
+        got = layer.dense(x, np.float64, out=out)  # exact: integer sums below 2**53
+        assert got.dtype == np.float64 and (out is None or got is out)
+        np.testing.assert_array_equal(got, expected)
         acc = np.dtype(np.float32)
         assert layer.dense_chunk(x.dtype, acc, True) == max(
             1, chunk_bytes // ((layer.dense_scratch_entries(x.dtype, acc)
                                 + int(np.prod(geo.output_shape))) * 4))
+
+
+def test_dense_chunks_reuse_their_scratch_buffers():
+    """The last, shorter chunk and a later single frame take the leading part of the
+    kept scratch buffers instead of replacing them (no fresh allocation per call)."""
+    rng = np.random.default_rng(4)
+    w = int8_weights(rng, (8, 3, 3, 8))
+    geo = validate_geometry((9, 7, 8), w.shape, 1, 1, 1, 1)
+    layer = engine_mod.ConvEngine(w, geo)
+    x = rng.integers(-128, 128, (5, 9, 7, 8)).astype(np.int8)
+    per_frame = (layer.dense_scratch_entries(x.dtype, np.float32)
+                 + int(np.prod(geo.output_shape))) * 4
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_mod, "_DENSE_CHUNK_BYTES", 2 * per_frame)  # chunks 2, 2, 1
+        assert layer.dense_chunk(x.dtype, np.float32, True) == 2
+        first = layer.exact(x, path="dense", out_dtype=np.int32)
+        assert layer.dense_kind == "dot_rows"  # its input copy: the "rows" scratch
+        kept = {name: getattr(layer._local, name) for name in ("accumulator", "rows")}
+        assert all(buf.shape[0] == 2 for buf in kept.values())
+        again = layer.exact(x, path="dense", out_dtype=np.int32)
+        one = layer.exact(x[:1], path="dense", out_dtype=np.int32)
+        for name, buf in kept.items():
+            assert getattr(layer._local, name) is buf
+    expected = np.stack([conv_reference(f, w, (1, 1), (1, 1), (1, 1), 1) for f in x])
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(again, expected)
+    np.testing.assert_array_equal(one, expected[:1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
