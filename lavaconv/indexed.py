@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dtypes import INT64_LIMIT, check_array
-from .engine import prepare
-from .geometry import IntOrPair, geometry_for
+from .dtypes import INT64_LIMIT
+from .engine import layer_for
+from .geometry import IntOrPair
 
 __all__ = ["conv_events"]
 
@@ -61,9 +61,8 @@ def conv_events(
     OverflowError
         If an exact integer sum could exceed int64.
     """
-    weight = check_array(weight, "weight", 4)
-    g = geometry_for(input_shape, weight.shape, stride, padding, dilation, groups)
-    engine = prepare(weight, g)
+    engine = layer_for(weight, input_shape, stride, padding, dilation, groups)
+    weight = engine.weight
     vdtype = np.asarray(value).dtype if value is not None else np.dtype(np.int64)
     if weight.dtype.kind == "f" or vdtype.kind == "f":
         both32 = weight.dtype == np.float32 and vdtype in (np.float32, np.int8, np.int16,

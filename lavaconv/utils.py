@@ -17,10 +17,9 @@ from enum import IntEnum, unique
 import numpy as np
 
 from .dtypes import check_array, int_result_dtype
-from .engine import PATHS, prepare
+from .engine import PATHS, layer_for
 from .geometry import (
     IntOrPair,
-    geometry_for,
     make_tuple,
     output_shape,
     validate_geometry,
@@ -247,12 +246,10 @@ def conv(
     """
     if path not in PATHS:
         raise ValueError(f"path must be 'auto', 'dense' or 'events', got path={path!r}.")
-    wdt = np.asarray(weight).dtype  # Lava returns this dtype, whatever the kernels take
+    # Lava returns this dtype, whatever the kernels take
+    wdt = weight.dtype if isinstance(weight, np.ndarray) else np.asarray(weight).dtype
     input = check_array(input, "input", 3)
-    weight = check_array(weight, "weight", 4)
-    geom = geometry_for(input.shape, weight.shape, stride, padding, dilation, groups,
-                        kernel_size)
-    layer = prepare(weight, geom)
+    layer = layer_for(weight, input.shape, stride, padding, dilation, groups, kernel_size)
     frames = input[np.newaxis]
     if wdt.kind == "f":
         acc = np.float32 if wdt.itemsize <= 4 else np.float64

@@ -115,6 +115,55 @@ def test_cache_is_bounded():
     assert not engine_mod._LAYERS and not engine_mod._BY_ID
 
 
+def test_repeated_call_skips_validation_but_not_the_content_check(monkeypatch):
+    """``layer_for`` (behind ``utils.conv`` and ``conv_events``): a repeat with the same
+    array and plain arguments finds its layer without validating again; a change of
+    the array in place (values, dtype, byte order, shape) or another layer under its
+    key is caught by the content check, and other arguments are validated anew."""
+    rng = np.random.default_rng(12)
+    w = rng.integers(-9, 10, (6, 3, 3, 4)).astype(np.int32)
+    x = rng.integers(-3, 4, (9, 8, 4)).astype(np.int8)
+    layer = engine_mod.layer_for(w, x.shape, 1, 1, 1, 1, 3)
+    checked = []
+    real_check = engine_mod.check_array
+    monkeypatch.setattr(engine_mod, "check_array",
+                        lambda *a, **k: checked.append(a[1]) or real_check(*a, **k))
+    assert engine_mod.layer_for(w, x.shape, 1, 1, 1, 1, 3) is layer
+    np.testing.assert_array_equal(utils.conv(x, w, 3, 1, 1, 1, 1),
+                                  conv_reference(x, w, padding=(1, 1)))
+    assert checked == []  # found by identity, confirmed by content
+    w[0, 0, 0, 0] += 1  # values changed in place
+    np.testing.assert_array_equal(utils.conv(x, w, 3, 1, 1, 1, 1),
+                                  conv_reference(x, w, padding=(1, 1)))
+    assert checked == ["weight"]
+    w.dtype = w.dtype.newbyteorder()  # same bytes, now big-endian: other values
+    np.testing.assert_array_equal(utils.conv(x, w, 3, 1, 1, 1, 1),
+                                  conv_reference(x, w.astype(np.int64), padding=(1, 1))
+                                  .astype(np.int32))
+    w.dtype = w.dtype.newbyteorder()
+    # another layer under this call's key (as after an address is reused): not returned
+    key = (id(w), x.shape, 1, 1, 1, 1, 3)
+    other = engine_mod.prepare(w + 1, validate_geometry(x.shape, w.shape, 1, 1, 1, 1))
+    engine_mod._BY_CALL[key] = other
+    assert engine_mod.layer_for(w, x.shape, 1, 1, 1, 1, 3) is not other
+    with pytest.raises(ValueError, match="kernel_size"):  # validated anew
+        utils.conv(x, w, 5, 1, 1, 1, 1)
+    w.shape = (6, 9, 1, 4)  # shape changed in place: validated and prepared anew
+    np.testing.assert_array_equal(utils.conv(x, w, (9, 1), 1, (4, 0), 1, 1),
+                                  conv_reference(x, w, padding=(4, 0)))
+    engine_mod.clear_cache()
+    assert not engine_mod._BY_CALL
+
+
+def test_conv_events_takes_any_shape_sequence():
+    w = np.ones((2, 3, 3, 1), np.int32)
+    x, y, c = np.array([2]), np.array([2]), np.array([0])
+    ref = lavaconv.conv_events(x, y, c, None, (5, 5, 1), w, 1, 1, 1, 1)
+    for shape in ([5, 5, 1], np.array([5, 5, 1])):
+        np.testing.assert_array_equal(
+            lavaconv.conv_events(x, y, c, None, shape, w, 1, 1, 1, 1), ref)
+
+
 def test_prepare_from_several_threads_gives_one_layer_and_right_results():
     rng = np.random.default_rng(3)
     w = rng.integers(-5, 6, (8, 3, 3, 8)).astype(np.int32)
