@@ -1297,8 +1297,10 @@ def layer_for(weight, input_shape: tuple[int, ...], stride, padding, dilation, g
     (:func:`lavaconv.geometry.geometry_for`'s rule) skips the first two: its layer is
     found by the array's identity and the arguments, and then confirmed by the content
     check of :func:`prepare` (dtype, shape and every value), so an array changed in
-    place, or a new array at a reused address, is validated and prepared anew. Saves
-    about 1.5-2 us of ``utils.conv``'s 5 us of Python on mid (median of 20 000 calls).
+    place, or a new array at a reused address, is validated and prepared anew.
+    Measured on mid: the Python around the kernel 5.8 -> 3.8 us (median of 20 000 calls
+    of those parts alone); the whole ``utils.conv`` at 0.1 %, interleaved with the
+    prepared call, 22.7 -> 22.0 us (minimum; the prepared call 17.7 us).
 
     Parameters
     ----------
