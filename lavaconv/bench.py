@@ -110,13 +110,12 @@ def _timeit_interleaved(fns: dict[str, Callable[[], object]], budget: float,
 
     Each round calls every callable in a burst of about ``_BURST`` seconds and at
     least 3 calls, each burst followed by a busy wait (not counted) in which its
-    thread pool stops spinning: ``settle[name]`` seconds, ``_SETTLE`` by default.
-    The first call of a burst
-    follows another callable (other caches, another thread pool waking up) and is
-    not kept; the others are, as in back-to-back calls. Rounds go on until every
-    callable has had ``budget`` seconds and 3 kept calls, or ``max_calls`` kept
-    calls (a burst may run past it). On a shared machine a slow spell then lands in
-    every callable's samples alike instead of in one callable's whole run, which
+    thread pool stops spinning: ``settle[name]`` seconds, ``_SETTLE`` by default. The
+    first call of a burst follows another callable (other caches, another thread pool
+    waking up) and is not kept; the others are, as in back-to-back calls. Rounds go on
+    until every callable has had ``budget`` seconds and 3 kept calls, or ``max_calls``
+    kept calls (a burst may run past it). On a shared machine a slow spell then lands
+    in every callable's samples alike instead of in one callable's whole run, which
     keeps the ratios between them steady.
 
     Returns

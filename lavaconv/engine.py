@@ -416,9 +416,9 @@ class ConvEngine:
         single frame after a stack reuse it instead of replacing it.
         """
         buf = getattr(self._local, name, None)
-        if (buf is not None and buf.dtype == dtype and buf.shape[1:] == shape[1:]
-                and len(shape) == buf.ndim and 0 < len(shape) and buf.shape[0] >= shape[0]):
-            return buf if buf.shape[0] == shape[0] else buf[:shape[0]]
+        if (buf is not None and buf.dtype == dtype and buf.ndim == len(shape) > 0
+                and buf.shape[1:] == shape[1:] and buf.shape[0] >= shape[0]):
+            return buf[:shape[0]]
         buf = empty(shape, dtype)
         if buf.nbytes <= _SCRATCH_MAX_BYTES:
             setattr(self._local, name, buf)
@@ -576,11 +576,6 @@ class ConvEngine:
         rows = kernel_input(data).reshape(n * self._x_in, self._row_len * data.shape[-1])
         found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
         return int(round(found * rows.shape[0] / counted)) if counted else 0
-
-    @property
-    def n_in(self) -> int:
-        """Entries of one input frame, ``X * Y * C_in``."""
-        return self._n_in
 
     def events_from_indices(self, x, y, c, value=None, dtype=np.int64) -> Events:
         """Events of one frame given as index arrays ``(x, y, c[, value])``.
