@@ -206,7 +206,8 @@ def scatter_events(offsets, ys, cs, vs, binary, we, xo_of, yo_of, koff, out, n_b
 
 
 @jit_parallel
-def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks, binary):
+def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks, binary, init,
+                   has_init):
     """Find the events of dense frames and scatter them, in one parallel pass.
 
     Parameters
@@ -230,11 +231,17 @@ def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks, bin
     binary : bool
         Every non-zero entry is one spike of value 1 (Lava's binary message rule),
         so the frames need no converted copy; else entries are values.
+    init : ndarray, (C_out,), accumulator dtype
+        Each output pixel's starting value when ``has_init`` (a bias: it costs no
+        pass of its own over the output), else not read.
+    has_init : bool
+        Start from ``init``; else from zero.
 
     Notes
     -----
     No event list is built: iteration ``r`` owns frame ``n = r // n_blocks`` and its
-    output rows ``[a, e)`` (block ``r % n_blocks``), zeroes them, scans only the
+    output rows ``[a, e)`` (block ``r % n_blocks``), zeroes them (or sets them to
+    ``init``), scans only the
     input rows with a tap landing in ``[a, e)`` and adds, for each event found, only
     the taps that land there. The scan of a row tests each block of 8 words (64
     bytes) for zero with one OR-reduction, then each word of a non-zero block, then
@@ -261,7 +268,14 @@ def scatter_frames(rows, words, c_in, we, xo_of, yo_of, koff, out, n_blocks, bin
         e = (b + 1) * x_out // n_blocks
         if a >= e:
             continue
-        out[n, a:e] = 0
+        if has_init:
+            for xo in range(a, e):
+                for yo in range(y_out):
+                    cell = out[n, xo, yo]
+                    for k in range(c_out):
+                        cell[k] = init[k]
+        else:
+            out[n, a:e] = 0
         for xi in range(x_in):
             reach = False
             for i in range(kx):

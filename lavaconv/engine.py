@@ -37,6 +37,7 @@ density differs by layer (:meth:`ConvEngine.crossover_density`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -708,17 +709,24 @@ class ConvEngine:
                                   binary)
 
     def _scatter_rows(self, rows: np.ndarray, n: int, dtype: np.dtype,
-                      out: np.ndarray | None, binary: bool = False) -> np.ndarray:
-        """:meth:`events` of ``n`` frames already viewed as rows (:meth:`_rows`)."""
+                      out: np.ndarray | None, binary: bool = False,
+                      bias: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`events` of ``n`` frames already viewed as rows (:meth:`_rows`).
+
+        ``bias`` (``(C_out,)``, ``dtype``), when given, is each output pixel's starting
+        value instead of zero.
+        """
         we = self._prepared_events.get(dtype)
         if we is None:
             we = self._prepare_events(dtype)
         if out is None:
             out = empty((n,) + self._out_shape, dtype)
         n_blocks = self._blocks(n, out)
+        init = _no_init(dtype) if bias is None else bias
         with _threads.launch():
             _events.scatter_frames(rows, self._words(rows), self._c_in, we, self._xo_of,
-                                   self._yo_of, self._koff, out, n_blocks, binary)
+                                   self._yo_of, self._koff, out, n_blocks, binary, init,
+                                   bias is not None)
         return out
 
     def synaptic_ops(self, frames: np.ndarray) -> int:
@@ -912,7 +920,8 @@ class ConvEngine:
         return frames.reshape(frames.shape[0], x_in, y_in * c_in)
 
     def compute(self, frames: np.ndarray, dtype: np.dtype, path: str = "auto",
-                out: np.ndarray | None = None, binary: bool = False) -> np.ndarray:
+                out: np.ndarray | None = None, binary: bool = False,
+                bias: np.ndarray | None = None) -> np.ndarray:
         """Convolve frames in accumulator ``dtype`` by the chosen path.
 
         Parameters
@@ -932,6 +941,10 @@ class ConvEngine:
         binary : bool, optional
             Every non-zero entry counts as 1 (Lava's binary spike rule): the event
             path reads ``frames`` as they are, the dense path converts them first.
+        bias : ndarray, (C_out,), ``dtype``, C-contiguous, optional
+            Added to every output pixel (checked by the caller): the event path
+            starts each pixel from it instead of zero (no extra pass over the
+            output), the dense path adds it afterwards.
 
         Returns
         -------
@@ -941,9 +954,12 @@ class ConvEngine:
         frames = np.ascontiguousarray(frames)  # once, for either path
         rows = self._rows(frames)
         if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize, None) == "dense":
-            return self.dense(_spikes(frames) if binary else frames, dtype, out=out)
+            out = self.dense(_spikes(frames) if binary else frames, dtype, out=out)
+            if bias is not None:
+                out += bias
+            return out
         return self._scatter_rows(rows, frames.shape[0], dtype, out,
-                                  binary or frames.dtype == np.bool_)
+                                  binary or frames.dtype == np.bool_, bias)
 
     def decide(self, frames: np.ndarray, path: str = "auto", itemsize: int = 8,
                dense_itemsize: int | None = None) -> str:
@@ -1191,6 +1207,12 @@ _CACHE_LOCK = threading.Lock()
 #: The unsigned type of each item size: an array's items compared as their bits.
 _UNSIGNED = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32),
              8: np.dtype(np.uint64)}
+
+
+@functools.cache
+def _no_init(dtype: np.dtype) -> np.ndarray:
+    """Return a one-entry placeholder for the scatter kernel's ``init`` (no bias)."""
+    return np.zeros(1, dtype)
 
 
 def _narrow_copy(weight: np.ndarray) -> np.ndarray | None:

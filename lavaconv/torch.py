@@ -22,8 +22,11 @@ convolution unchanged: the engine's ``X`` is torch's ``H`` and its ``Y`` torch's
 * ``stride``, ``padding``, ``dilation`` in torch's ``(H, W)`` order, unchanged.
 
 So a ``channels_last`` input reaches the kernel with no copy and its output goes back
-as a ``channels_last`` tensor with no copy; a contiguous (NCHW) input costs one
-transposing copy in and one out (the bias is added in the copy out).
+as a ``channels_last`` tensor with no copy (the event-driven kernel starts each output
+pixel from the bias instead of zero); a contiguous (NCHW) input costs one transposing
+copy in and one out (the bias is added in the copy out). What a call's shapes, strides,
+dtypes and the module's geometry attributes decide (checks, geometry, layout) is
+worked out once per such signature and remembered on the module.
 
 ``padding='same'`` with an odd total padding ``d * (k - 1)`` (even kernels), where
 PyTorch puts the extra zero at the end (SPEC section 11): the layer pads
@@ -34,8 +37,9 @@ Numerics
 --------
 float32 input is computed with float32 accumulators, float64 with float64,
 float16/bfloat16 in float32 (cast back on the way out). Sums of integer-valued
-weights and inputs are exact while ``max|x| * max_k sum|W[k]| < 2**24`` (float32) or
-``2**53`` (float64), as in ``nn.Conv2d``: the results are then bit-identical. Other
+weights, bias and inputs are exact while ``max|x| * max_k sum|W[k]| + max|b| < 2**24``
+(float32) or ``2**53`` (float64; the event path starts each sum from the bias), as in
+``nn.Conv2d``: the results are then bit-identical. Other
 float32 results differ from ``nn.Conv2d`` by rounding in a different summation
 order: at most ``1e-5`` times ``(|W| * |x|) + |b|`` (the correlation of the absolute
 values) in the tests. NaN and infinite *weights* raise ``ValueError`` (the
@@ -66,6 +70,7 @@ from torch import nn
 
 from .engine import PATHS, ConvEngine, prepare
 from .geometry import make_tuple, validate_geometry
+from .kernels import compare as _compare
 
 __all__ = ["AUTOGRAD_MODES", "Conv2d", "convert", "revert"]
 
@@ -84,6 +89,15 @@ _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 #: Input sizes remembered per module before the memo is cleared.
 _MAX_LAYERS = 32
+#: Call signatures (:class:`_Plan`) remembered per module before the memo is cleared.
+_MAX_PLANS = 64
+#: Tensors of fewer entries are copied between layouts by torch, larger ones by NumPy.
+#: Torch's copies are vectorised (``(1, 2, 34, 34)`` 3.8 us against NumPy's 5.2 us,
+#: ``(16, 2, 34, 34)`` 16 against 74 us) but split tensors from this size on
+#: (``at::internal::GRAIN_SIZE``) over torch's own thread pool, whose threads then spin
+#: on the cores the next lavaconv kernel runs on: the event kernel right after such a
+#: copy of ``(16, 12, 15, 15)`` input took 780 against 400 us (torch 2 threads, 2 cores).
+_TORCH_SERIAL = 32768
 #: ``torch.compiler.is_compiling`` (torch >= 2.3); never compiling on older versions.
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
@@ -94,12 +108,15 @@ def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two float tensors hold the same bits (unlike ``==``, -0.0 differs from 0.0)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    bits = _BITS[a.element_size()]
-    return torch.equal(a.view(bits), b.view(bits))
+def _bits(t: torch.Tensor) -> np.ndarray:
+    """Return a float tensor's items as a flat NumPy array of same-size ints (a view if it can).
+
+    Compared with :func:`lavaconv.kernels.compare.same_words`, unlike ``==`` it tells
+    ``-0.0`` from ``0.0`` and NaN payloads apart; the view works for bfloat16 too,
+    which NumPy has no dtype for.
+    """
+    a = t.detach().view(_BITS[t.element_size()]).numpy()
+    return (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,12 +135,14 @@ def _set_conflicts(count: int, stride_bytes: int) -> bool:
     return len(sets) * 8 < count
 
 
-def _frames(x: torch.Tensor, cdtype: torch.dtype) -> np.ndarray:
+def _frames(x: torch.Tensor, cdtype: torch.dtype, conflicts: bool) -> np.ndarray:
     """Return the engine's frames ``(N, H, W, C)`` of a 4-D NCHW tensor, in ``cdtype``.
 
     A ``channels_last`` tensor of ``cdtype`` is viewed as it is (no copy). Otherwise
-    one transposing copy, through a padded buffer when the channel planes would
-    crowd the cache (:func:`_set_conflicts`).
+    one transposing copy: torch's below ``_TORCH_SERIAL`` entries (see there), NumPy's
+    from there on, through a padded buffer when ``conflicts`` (:func:`_set_conflicts`
+    of a contiguous tensor's planes; ``mid``'s ``(1, 32, 64, 64)``: 74 us, against
+    223 us for torch's copy and 316 us for NumPy's direct one).
     """
     view = x.permute(0, 2, 3, 1)
     if view.dtype == cdtype and view.is_contiguous():
@@ -134,28 +153,64 @@ def _frames(x: torch.Tensor, cdtype: torch.dtype) -> np.ndarray:
         if view.is_contiguous():
             return view.numpy()
     n, c, h, w = x.shape
-    a = x.numpy()
-    frames = np.empty((n, h, w, c), a.dtype)
-    if x.is_contiguous() and c > 1 and _set_conflicts(c, h * w * a.itemsize):
+    if x.numel() >= _TORCH_SERIAL:  # NumPy's copies, one thread (see _TORCH_SERIAL)
+        a = x.numpy()
+        frames = np.empty((n, h, w, c), a.dtype)
+        if not (conflicts and x.is_contiguous()):
+            np.copyto(frames, a.transpose(0, 2, 3, 1))
+            return frames
         hw, pad = h * w, 64 // a.itemsize
         buf = np.empty((n, c, hw + pad), a.dtype)
         buf[:, :, :hw] = a.reshape(n, c, hw)
         frames.reshape(n, hw, c)[...] = buf[:, :, :hw].transpose(0, 2, 1)
-    else:
-        np.copyto(frames, a.transpose(0, 2, 3, 1))
-    return frames
+        return frames
+    frames = torch.empty((n, h, w, c), dtype=cdtype)
+    frames.copy_(view)
+    return frames.numpy()
 
 
 class _Prepared:
-    """The weight of one content, in the engine's layout, and its layers per input size."""
+    """The weight of one content, in the engine's layout, and its layers per input size.
 
-    __slots__ = ("snapshot", "weight", "dtype", "layers")
+    ``snapshot`` holds the bits of the weight it was prepared from (:func:`_bits`),
+    ``shape`` and ``wdtype`` its shape and dtype, ``dtype`` the compute dtype.
+    """
 
-    def __init__(self, snapshot: torch.Tensor, weight: np.ndarray, dtype: torch.dtype) -> None:
-        self.snapshot = snapshot
-        self.weight = weight
+    __slots__ = ("snapshot", "shape", "wdtype", "weight", "dtype", "layers")
+
+    def __init__(self, weight: torch.Tensor, lava: np.ndarray, dtype: torch.dtype) -> None:
+        self.snapshot = _bits(weight).copy()
+        self.shape = weight.shape
+        self.wdtype = weight.dtype
+        self.weight = lava
         self.dtype = dtype
         self.layers: dict[tuple, ConvEngine] = {}
+
+    def holds(self, weight: torch.Tensor, dtype: torch.dtype) -> bool:
+        """Whether this was prepared from ``weight``'s current bits, for ``dtype``."""
+        return (dtype == self.dtype and weight.dtype == self.wdtype
+                and weight.shape == self.shape
+                and bool(_compare.same_words(_bits(weight), self.snapshot)))
+
+
+class _Plan:
+    """What one call signature decides once: the checks passed, geometry and layout.
+
+    A signature is the input's shape, strides, dtype and device, the weight's and
+    bias's shape, dtype and device, and the module's ``stride``, ``padding``,
+    ``dilation`` and ``groups`` (:meth:`Conv2d._signature`); a call whose signature
+    has a plan skips every check and derivation below (the weight's content is still
+    compared at every call, :meth:`_Prepared.holds`).
+    """
+
+    __slots__ = ("batched", "cdtype", "npdtype", "key", "frame_shape", "out_nchw",
+                 "crop", "fmt", "in_place_bias", "conflicts", "prepared")
+
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        #: ``(prepared weight, its layer for this input size)`` once known
+        self.prepared: tuple[_Prepared, ConvEngine] | None = None
 
 
 class Conv2d(nn.Conv2d):
@@ -266,6 +321,7 @@ class Conv2d(nn.Conv2d):
         """Pickle without the prepared layers (rebuilt on the first call)."""
         state = super().__getstate__().copy()
         state["_lava_prepared"] = None
+        state["_lava_plans"] = None
         return state
 
     # -- forward -------------------------------------------------------------------
@@ -329,35 +385,22 @@ class Conv2d(nn.Conv2d):
             sizes.append(size)
         return stride, pads, dilation, crop, tuple(sizes)
 
-    def _layer(self, weight: torch.Tensor, cdtype: torch.dtype, input_shape: tuple,
-               stride: tuple, pads: tuple, dilation: tuple) -> ConvEngine:
-        """Return the prepared layer for this weight content and input size."""
-        prepared = self.__dict__.get("_lava_prepared")
-        w = weight.detach()
-        if prepared is None or prepared.dtype != cdtype or not _same_bits(w, prepared.snapshot):
-            if not bool(torch.isfinite(w).all()):
-                raise ValueError(
-                    "weight contains NaN or infinite values; lavaconv.torch.Conv2d needs "
-                    "finite weights (its event-driven path skips zero inputs, so it would not "
-                    "spread them as nn.Conv2d's dense products do).")
-            lava = w.flip(2, 3).permute(0, 2, 3, 1).to(cdtype).contiguous().numpy()
-            prepared = _Prepared(w.clone(), lava, cdtype)
-            self._lava_prepared = prepared
-        key = (input_shape, stride, pads, dilation)
-        layer = prepared.layers.get(key)
-        if layer is None:
-            geometry = validate_geometry(input_shape, prepared.weight.shape, stride, pads,
-                                         dilation, self.groups)
-            layer = prepare(prepared.weight, geometry)
-            if len(prepared.layers) >= _MAX_LAYERS:
-                prepared.layers.clear()
-            prepared.layers[key] = layer
-        return layer
+    def _signature(self, x: torch.Tensor, weight: torch.Tensor,
+                   bias: torch.Tensor | None) -> tuple:
+        """Return what a call's checks and layout depend on: the key of its :class:`_Plan`."""
+        return (x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.dtype,
+                weight.device, None if bias is None else (bias.shape, bias.dtype, bias.device),
+                self.stride, self.padding, self.dilation, self.groups)
 
-    def _lava_forward(self, x: torch.Tensor, weight: torch.Tensor,
-                      bias: torch.Tensor | None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}.")
+    def _plan(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> _Plan:
+        """Check a call and decide its geometry and layout (see :class:`_Plan`).
+
+        Raises
+        ------
+        ValueError
+            For input, weight or bias nn.Conv2d would not accept, or that lavaconv
+            cannot compute (named in the message, with the fix).
+        """
         if x.dim() not in (3, 4):
             raise ValueError(
                 f"input must be 3-D (C, H, W) or 4-D (N, C, H, W) as for nn.Conv2d, got "
@@ -386,41 +429,107 @@ class Conv2d(nn.Conv2d):
                 f"input has {c} channels, but the weight {tuple(weight.shape)} with "
                 f"groups={self.groups} expects {cg * self.groups} (input shape "
                 f"{tuple(x.shape)}, NCHW).")
+        if bias is not None and tuple(bias.shape) != (c_out,):
+            raise ValueError(
+                f"bias must have shape ({c_out},) (one value per output channel), got "
+                f"{tuple(bias.shape)}.")
         stride, pads, dilation, crop, (h_out, w_out) = self._geometry(h, w, kh, kw)
         channels_last = (batched and not xb.is_contiguous()
                          and xb.is_contiguous(memory_format=torch.channels_last))
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        if n == 0:
-            empty = torch.empty((0, c_out, h_out, w_out), dtype=x.dtype, memory_format=fmt)
-            return empty if batched else empty[0]
-        layer = self._layer(weight, cdtype, (h, w, c), stride, pads, dilation)
-        npdtype = _NUMPY[cdtype]
+        return _Plan(
+            batched=batched, cdtype=cdtype, npdtype=_NUMPY[cdtype],
+            key=((h, w, c), stride, pads, dilation),
+            frame_shape=(n, h_out + crop[0], w_out + crop[1], c_out),
+            out_nchw=(n, c_out, h_out, w_out), crop=crop,
+            fmt=torch.channels_last if channels_last else torch.contiguous_format,
+            in_place_bias=channels_last and crop == (0, 0) and cdtype == x.dtype,
+            conflicts=(xb.is_contiguous() and c > 1
+                       and _set_conflicts(c, h * w * xb.element_size())))
+
+    def _prepared_for(self, weight: torch.Tensor, cdtype: torch.dtype) -> _Prepared:
+        """Return the weight prepared in the engine's layout, anew when its content changed."""
+        prepared = self.__dict__.get("_lava_prepared")
+        if prepared is not None and prepared.holds(weight, cdtype):
+            return prepared
+        w = weight.detach()
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(
+                "weight contains NaN or infinite values; lavaconv.torch.Conv2d needs "
+                "finite weights (its event-driven path skips zero inputs, so it would not "
+                "spread them as nn.Conv2d's dense products do).")
+        lava = w.flip(2, 3).permute(0, 2, 3, 1).to(cdtype).contiguous().numpy()
+        prepared = _Prepared(w, lava, cdtype)
+        self._lava_prepared = prepared
+        return prepared
+
+    def _layer(self, weight: torch.Tensor, plan: _Plan) -> ConvEngine:
+        """Return the prepared layer of this weight content for the plan's input size."""
+        prepared = self._prepared_for(weight, plan.cdtype)
+        bound = plan.prepared
+        if bound is not None and bound[0] is prepared:
+            return bound[1]
+        layer = prepared.layers.get(plan.key)
+        if layer is None:
+            input_shape, stride, pads, dilation = plan.key
+            geometry = validate_geometry(input_shape, prepared.weight.shape, stride, pads,
+                                         dilation, self.groups)
+            layer = prepare(prepared.weight, geometry)
+            if len(prepared.layers) >= _MAX_LAYERS:
+                prepared.layers.clear()
+            prepared.layers[plan.key] = layer
+        plan.prepared = (prepared, layer)  # one assignment: threads see both or neither
+        return layer
+
+    def _lava_forward(self, x: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}.")
+        plans = self.__dict__.get("_lava_plans")
+        if plans is None:
+            plans = self._lava_plans = {}
+        try:
+            signature = self._signature(x, weight, bias)
+            plan = plans.get(signature)
+        except TypeError:  # an unhashable attribute (padding set to a list): no memo
+            signature = plan = None
+        if plan is None:
+            plan = self._plan(x, weight, bias)
+            if signature is not None:
+                if len(plans) >= _MAX_PLANS:
+                    plans.clear()
+                plans[signature] = plan
+        cdtype = plan.cdtype
+        if plan.out_nchw[0] == 0:
+            empty = torch.empty(plan.out_nchw, dtype=x.dtype, memory_format=plan.fmt)
+            return empty if plan.batched else empty[0]
+        layer = self._layer(weight, plan)
+        xb = x.detach()
+        if not plan.batched:
+            xb = xb.unsqueeze(0)
         # our own result buffer (the engine writes every cell): a channels_last tensor
-        held = torch.empty((n,) + layer.geometry.output_shape, dtype=cdtype)
-        out = layer.compute(_frames(xb.detach(), cdtype), npdtype, path=self.path,
-                            out=held.numpy())
-        if crop != (0, 0):
-            out = out[:, crop[0]:, crop[1]:, :]
-        b = None if bias is None else bias.detach()
-        if channels_last and crop == (0, 0) and cdtype == x.dtype:
-            if b is not None:
-                out += b.numpy()  # the engine's fresh result, C_out innermost: no copy
+        held = torch.empty(plan.frame_shape, dtype=cdtype)
+        # the engine adds the bias itself where the result needs no copy out
+        fused = (None if bias is None or not plan.in_place_bias
+                 else np.ascontiguousarray(bias.detach().numpy()))
+        layer.compute(_frames(xb, cdtype, plan.conflicts), plan.npdtype, path=self.path,
+                      out=held.numpy(), bias=fused)
+        if plan.in_place_bias:
             result = held.permute(0, 3, 1, 2)
         else:
-            dst = torch.empty((n, c_out, h_out, w_out), dtype=x.dtype, memory_format=fmt)
-            src = out.transpose(0, 3, 1, 2)
-            if x.dtype != cdtype:  # float16/bfloat16 (NumPy has no bfloat16): torch casts
-                src = torch.from_numpy(src)
-                if b is None:
-                    dst.copy_(src)
+            crop = plan.crop
+            src = held[:, crop[0]:, crop[1]:] if crop != (0, 0) else held
+            src = src.permute(0, 3, 1, 2)
+            result = torch.empty(plan.out_nchw, dtype=x.dtype, memory_format=plan.fmt)
+            if x.dtype == cdtype and result.numel() >= _TORCH_SERIAL:  # NumPy's copy, 1 thread
+                if bias is None:
+                    np.copyto(result.numpy(), src.numpy())
                 else:
-                    torch.add(src, b.to(cdtype).view(1, -1, 1, 1), out=dst)
-            elif b is None:
-                np.copyto(dst.numpy(), src)
+                    np.add(src.numpy(), bias.detach().numpy()[:, None, None], out=result.numpy())
+            elif bias is None:
+                result.copy_(src)  # (casts float16 / bfloat16 back)
             else:  # the transposing copy adds the bias: one pass
-                np.add(src, b.numpy()[None, :, None, None], out=dst.numpy())
-            result = dst
-        return result if batched else result[0]
+                torch.add(src, bias.detach().to(cdtype)[:, None, None], out=result)
+        return result if plan.batched else result[0]
 
 
 def _check_padding_mode(padding_mode: str) -> None:
@@ -434,6 +543,7 @@ def _init_lava(module: nn.Conv2d, path: str, autograd: str) -> None:
     module.path = _check_choice(path, "path", PATHS)
     module.autograd = _check_choice(autograd, "autograd", AUTOGRAD_MODES)
     module._lava_prepared = None
+    module._lava_plans = None
 
 
 def _unsupported(module: nn.Conv2d) -> str:
@@ -570,6 +680,6 @@ def revert(model: nn.Module) -> nn.Module:
         base = nn.Conv2d if cls is Conv2d else cls.__dict__.get("_lava_base")
         if base is not None:
             module.__class__ = base
-            for attr in ("path", "autograd", "_lava_prepared"):
+            for attr in ("path", "autograd", "_lava_prepared", "_lava_plans"):
                 module.__dict__.pop(attr, None)
     return model

@@ -58,6 +58,36 @@ def test_engine_batch_paths_and_int32_output(g, seed, n, density):
             np.testing.assert_array_equal(got, expected, err_msg=f"{path} {out_dtype}")
 
 
+@given(g=geometries(max_size=6), seed=seeds(), n=st.integers(1, 3),
+       density=st.sampled_from([0.0, 0.05, 1.0]),
+       dtype=st.sampled_from([np.int32, np.int64, np.float32, np.float64]))
+def test_compute_with_bias_on_every_path(g, seed, n, density, dtype):
+    """``ConvEngine.compute(..., bias=b)`` is the convolution plus ``b`` per output
+    channel: the event kernel starts each pixel from ``b``, the dense path adds it
+    after; with and without ``out``, binary and graded frames. Integer-valued data
+    throughout, so float results are exact too.
+    """
+    rng = np.random.default_rng(seed)
+    frames = np.stack([spikes(rng, g["input_shape"], "graded", density) for _ in range(n)])
+    w = int8_weights(rng, g["weight_shape"]).astype(dtype)
+    geom = validate_geometry(g["input_shape"], g["weight_shape"], g["stride"], g["padding"],
+                             g["dilation"], g["groups"])
+    engine = ConvEngine(w, geom)
+    bias = rng.integers(-1000, 1000, g["weight_shape"][0]).astype(dtype)
+    for binary in (False, True):
+        x = frames != 0 if binary else frames
+        expected = np.stack([_ref(f.astype(np.int64), w.astype(np.int64), g) for f in x])
+        expected = (expected + bias.astype(np.int64)).astype(dtype)
+        for path in ("dense", "events"):
+            got = engine.compute(frames, dtype, path=path, binary=binary, bias=bias)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{path} {binary}")
+            out = np.full(expected.shape, 7, dtype)
+            engine.compute(frames, dtype, path=path, out=out, binary=binary, bias=bias)
+            np.testing.assert_array_equal(out, expected, err_msg=f"{path} {binary} out")
+            plain = engine.compute(frames, dtype, path=path, binary=binary)
+            np.testing.assert_array_equal(plain, expected - bias, err_msg=f"{path} {binary}")
+
+
 @given(g=geometries(), seed=seeds(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_float_event_path_matches_reference(g, seed, dtype):
     rng = np.random.default_rng(seed)

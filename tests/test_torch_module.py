@@ -255,6 +255,62 @@ def test_half_precision_computed_in_float32(dtype):
     assert torch.equal(got, expected.to(dtype))
 
 
+@pytest.mark.parametrize("serial", [0, 1 << 40], ids=["numpy-copies", "torch-copies"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_layout_copies_exact_by_torch_and_by_numpy(monkeypatch, serial, dtype):
+    """Both routes of the NCHW <-> engine copies (torch's below ``_TORCH_SERIAL`` entries,
+    NumPy's from there on), each forced for every tensor: with and without bias,
+    cropped ('same', even kernel) or not, batched NCHW, channels_last and unbatched
+    input. (NumPy's padded buffer for crowded planes: test_input_layouts_exact.)
+    """
+    monkeypatch.setattr(lt, "_TORCH_SERIAL", serial)
+    rng = np.random.default_rng(11)
+    for kernel, padding, bias, hw in [(3, 1, True, (32, 32)), (3, 1, False, (9, 7)),
+                                      (2, "same", True, (9, 7)), (2, "same", False, (8, 8))]:
+        ref = _int_weights(nn.Conv2d(4, 5, kernel, padding=padding, bias=bias), rng)
+        ours = Conv2d.from_torch(copy.deepcopy(ref)).to(dtype)
+        x = _input(rng, 4, hw, 3, 0.2, True, torch.float32)
+        with torch.no_grad():
+            for inp in (x, x.contiguous(memory_format=torch.channels_last), x[1]):
+                expected = ref(inp).to(dtype)  # float32 integer sums, exact
+                got = ours(inp.to(dtype))
+                assert got.dtype == dtype and torch.equal(got, expected), (kernel, bias, hw)
+
+
+def test_each_call_signature_is_checked_once_and_changes_are_seen():
+    """A plan per call signature (lavaconv.torch._Plan): reused while the signature
+    repeats, and a new one for a new input shape or layout, for changed ``stride``,
+    ``padding`` or ``dilation`` attributes, for a bias removed or swapped; a weight
+    whose storage is replaced (``.data = ...``) is compared anew; a bad bias is refused.
+    """
+    rng = np.random.default_rng(13)
+    ref = _int_weights(nn.Conv2d(3, 4, 3, padding=1).double(), rng)
+    ours = Conv2d.from_torch(ref)
+    x = _input(rng, 3, (8, 9), 2, 0.3, True, torch.float64)
+    inputs = [x, x.contiguous(memory_format=torch.channels_last), x[0], x[:, :, :5],
+              _input(rng, 3, (6, 6), 4, 0.3, True, torch.float64)]
+    with torch.no_grad():
+        for _ in range(2):
+            for inp in inputs:
+                assert torch.equal(ours(inp), ref(inp))
+        assert len(ours._lava_plans) == len(inputs)
+        for attr, value in [("stride", (2, 1)), ("padding", (0, 2)), ("dilation", (2, 1)),
+                            ("stride", (1, 1)), ("padding", "same")]:
+            setattr(ref, attr, value)
+            setattr(ours, attr, value)
+            assert torch.equal(ours(x), ref(x)), (attr, value)
+        ref.weight.data = torch.from_numpy(rng.integers(-8, 9, (4, 3, 3, 3))).double()
+        assert ours.weight is ref.weight  # shared Parameter, new storage
+        assert torch.equal(ours(x), ref(x))
+        ref.bias = ours.bias = nn.Parameter(torch.full((4,), -2.0, dtype=torch.float64))
+        assert torch.equal(ours(x), ref(x))
+        ref.bias = ours.bias = None
+        assert torch.equal(ours(x), ref(x))
+        ours.bias = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+            ours(x)
+
+
 # -- weights prepared once per content ------------------------------------------------
 def test_weight_changes_in_place_give_new_results():
     rng = np.random.default_rng(7)
