@@ -941,16 +941,27 @@ class ConvEngine:
         binary : bool, optional
             Every non-zero entry counts as 1 (Lava's binary spike rule): the event
             path reads ``frames`` as they are, the dense path converts them first.
-        bias : ndarray, (C_out,), ``dtype``, C-contiguous, optional
-            Added to every output pixel (checked by the caller): the event path
-            starts each pixel from it instead of zero (no extra pass over the
-            output), the dense path adds it afterwards.
+        bias : array_like, (C_out,), optional
+            Added to every output pixel, in ``dtype``: the event path starts each
+            pixel from it instead of zero (no extra pass over the output), the dense
+            path adds it afterwards.
 
         Returns
         -------
         ndarray, (N, X_out, Y_out, C_out), ``dtype``
+
+        Raises
+        ------
+        ValueError
+            ``bias`` not of shape ``(C_out,)``.
         """
         dtype = np.dtype(dtype)
+        if bias is not None:
+            bias = np.ascontiguousarray(bias, dtype)  # (no copy when it already is)
+            if bias.shape != (self._out_shape[-1],):
+                raise ValueError(
+                    f"bias must have shape ({self._out_shape[-1]},) (one value per output "
+                    f"channel), got {bias.shape}.")
         frames = np.ascontiguousarray(frames)  # once, for either path
         rows = self._rows(frames)
         if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize, None) == "dense":

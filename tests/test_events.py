@@ -86,6 +86,8 @@ def test_compute_with_bias_on_every_path(g, seed, n, density, dtype):
             np.testing.assert_array_equal(out, expected, err_msg=f"{path} {binary} out")
             plain = engine.compute(frames, dtype, path=path, binary=binary)
             np.testing.assert_array_equal(plain, expected - bias, err_msg=f"{path} {binary}")
+    with pytest.raises(ValueError, match="bias must have shape"):
+        engine.compute(frames, dtype, bias=bias[:-1] if bias.size > 1 else np.zeros(2, dtype))
 
 
 @given(g=geometries(), seed=seeds(), dtype=st.sampled_from([np.float32, np.float64]))

@@ -106,8 +106,13 @@ def test_float64_integer_values_bit_identical_to_nn_conv2d(case, seed, density, 
 
 
 @given(case=conv_cases(), seed=st.integers(0, 2**32 - 1),
-       density=st.sampled_from([0.01, 0.3, 1.0]))
-def test_float32_within_stated_tolerance(case, seed, density):
+       density=st.sampled_from([0.01, 0.3, 1.0]),
+       fmt=st.sampled_from(["contiguous", "channels_last"]))
+def test_float32_within_stated_tolerance(case, seed, density, fmt):
+    """Non-integer float32 within the stated bound; channels_last input reaches the event
+    kernel's bias start (the sum begins at the bias), contiguous input the bias added
+    in the copy out.
+    """
     kwargs, hw, batch = case
     rng = np.random.default_rng(seed)
     ref = nn.Conv2d(**kwargs)
@@ -116,6 +121,8 @@ def test_float32_within_stated_tolerance(case, seed, density):
         if ref.bias is not None:
             ref.bias.copy_(torch.from_numpy(rng.standard_normal(ref.bias.shape)))
     x = _input(rng, kwargs["in_channels"], hw, batch, density, False, torch.float32)
+    if fmt == "channels_last" and batch is not None:
+        x = x.contiguous(memory_format=torch.channels_last)
     ours = Conv2d.from_torch(ref)
     with torch.no_grad():
         expected = ref(x)
