@@ -80,8 +80,18 @@ def _pool_size() -> int:
 
 
 #: The thread count (always resolved: the pool size by default), the threading
-#: layer once known, and the process that first launched a parallel kernel.
-_STATE: dict = {"threads": _pool_size(), "layer": None, "pid": None}
+#: layer once known, the process that first launched a parallel kernel, and whether
+#: the next launch must run the fork check (until it has once in this process).
+_STATE: dict = {"threads": _pool_size(), "layer": None, "pid": None, "check": True}
+
+
+def _forked() -> None:
+    """In a forked child: check again at the next launch (instead of ``getpid`` at each)."""
+    _STATE["check"] = True
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, and no need, elsewhere)
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _gnu_openmp() -> bool:
@@ -105,6 +115,7 @@ def _check_fork(layer: str) -> None:
             "Numba's GNU OpenMP threading layer, which would kill it here. Install the "
             "'tbb' package (pip install tbb; Numba then picks its fork-safe TBB layer), or "
             "start child processes with the 'spawn' or 'forkserver' method.")
+    _STATE["check"] = False
 
 
 def set_num_threads(n: int | None) -> None:
@@ -196,7 +207,7 @@ def launch():
     if layer is None:
         layer = threading_layer()
     if layer is not None:
-        if _STATE["pid"] != os.getpid():
+        if _STATE["check"]:
             _check_fork(layer)
         if layer != "workqueue":
             return _UNLOCKED

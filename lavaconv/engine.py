@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -129,6 +130,11 @@ _ROWS_RUN = 128
 #: The automatic path choice counts events in evenly spaced input rows holding
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
+#: Call signatures whose decisions one layer keeps (:meth:`ConvEngine._exact_call`,
+#: :meth:`ConvEngine._event_plan`); beyond, they are forgotten all at once.
+_MAX_CALLS = 64
+#: ``_ExactCall.limit`` of a path fixed by the caller (events: always; dense: never).
+_ALWAYS = float("inf")
 
 
 
@@ -250,6 +256,38 @@ class Events:
         self.binary = binary
 
 
+class _ExactCall:
+    """What :meth:`ConvEngine.exact` decides once per call signature (see ``_exact_call``).
+
+    Attributes
+    ----------
+    limit : float
+        ``path="auto"`` scatters while the estimated event count is below it;
+        ``_ALWAYS`` for ``path="events"``, ``-_ALWAYS`` for ``path="dense"``.
+    events : tuple
+        The scatter's :meth:`ConvEngine._event_plan`.
+    acc : numpy.dtype
+        The dense path's exact accumulator.
+    binary : bool
+        The scatter applies the binary spike rule.
+    """
+
+    __slots__ = ("acc", "binary", "events", "limit")
+
+    def __init__(self, limit: float, events: tuple, acc: np.dtype, binary: bool) -> None:
+        self.limit, self.events, self.acc, self.binary = limit, events, acc, binary
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The result's shape."""
+        return self.events[0]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The result's dtype."""
+        return self.events[1].dtype
+
+
 class ConvEngine:
     """Convolution of frames with one fixed weight tensor, dense or event-driven.
 
@@ -326,6 +364,9 @@ class ConvEngine:
         self._n_in = int(np.prod(g.input_shape))
         self._prepared: dict[object, tuple[np.ndarray, ...]] = {}
         self._prepared_events: dict[np.dtype, np.ndarray] = {}
+        #: Per call signature: :meth:`_event_plan`'s and :meth:`_exact_call`'s decisions.
+        self._event_plans: dict[tuple, tuple] = {}
+        self._exact_calls: dict[tuple, _ExactCall] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffers (see _scratch)
         self._sample_turn = 0  # moves the rows estimate_events samples
@@ -366,7 +407,9 @@ class ConvEngine:
                     f"crossover must be a number in [0, 1] (events per input entry) or "
                     f"None for the cost model's choice, got {value!r}.")
             value = float(value)
-        self._crossover = value
+        with self._lock:
+            self._crossover = value
+            self._exact_calls.clear()  # their auto thresholds came from the old value
 
     # -- preparation ---------------------------------------------------------------
     def _prepare(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
@@ -659,25 +702,26 @@ class ConvEngine:
         vs = events.vs if events.vs.dtype == dtype else events.vs.astype(dtype)
         if out is None:
             out = empty((events.n_frames,) + self.geometry.output_shape, dtype=dtype)
-        n_blocks = self._blocks(events.n_frames, out)
+        n_blocks = self._blocks(events.n_frames, out.nbytes)
         with _threads.launch():
             _events.scatter_events(events.offsets, events.ys, events.cs, vs, events.binary,
                                    we, self._xo_of, self._yo_of, self._koff, out, n_blocks)
         return out
 
-    def _blocks(self, n_frames: int, out: np.ndarray) -> int:
+    def _blocks(self, n_frames: int, nbytes: int) -> int:
         """Blocks of output rows per frame for the scatter kernels (their parallel grain).
 
         At least one per thread overall (up to ``X_out`` blocks per frame), and small
         enough that one block's output rows (what a thread writes while it scatters)
         fit in half of a core's L2 (``_BLOCK_BYTES``): 20 frames of ``mid`` (1 MiB
         each) scattered one frame per iteration took 1.05 ms at 0.1 %, in blocks of
-        256 KiB 0.61 ms (a single frame in halves is unchanged).
+        256 KiB 0.61 ms (a single frame in halves is unchanged). ``nbytes``: the
+        result's size.
         """
         threads = _threads.get_num_threads()
         if n_frames <= 1:
             return threads
-        by_cache = -(-(out.nbytes // n_frames) // _BLOCK_BYTES)
+        by_cache = -(-(nbytes // n_frames) // _BLOCK_BYTES)
         by_threads = -(-threads // n_frames)
         return max(1, min(max(by_cache, by_threads), self._out_shape[0]))
 
@@ -716,13 +760,38 @@ class ConvEngine:
         ``bias`` (``(C_out,)``, ``dtype``), when given, is each output pixel's starting
         value instead of zero.
         """
-        we = self._prepared_events.get(dtype)
-        if we is None:
-            we = self._prepare_events(dtype)
+        return self._scatter(self._event_plan(n, dtype), rows, out, binary, bias)
+
+    def _event_plan(self, n: int, dtype: np.dtype) -> tuple:
+        """Return ``(result shape, weights, blocks, init)`` of a scatter of ``n`` frames.
+
+        ``dtype`` is the result's (the accumulator's). Kept per ``(n, dtype, thread
+        count)`` (up to ``_MAX_CALLS``): the parts of a scatter call that do not depend
+        on the data. ``init`` is the kernel's placeholder for "no bias".
+        """
+        key = (n, dtype, _threads.get_num_threads())
+        plan = self._event_plans.get(key)
+        if plan is None:
+            we = self._prepared_events.get(dtype)
+            if we is None:
+                we = self._prepare_events(dtype)
+            shape = (n,) + self._out_shape
+            plan = (shape, we, self._blocks(n, math.prod(shape) * dtype.itemsize),
+                    _no_init(dtype))
+            with self._lock:
+                if len(self._event_plans) >= _MAX_CALLS:
+                    self._event_plans.clear()
+                self._event_plans[key] = plan
+        return plan
+
+    def _scatter(self, plan: tuple, rows: np.ndarray, out: np.ndarray | None,
+                 binary: bool, bias: np.ndarray | None) -> np.ndarray:
+        """Run :func:`lavaconv.kernels.events.scatter_frames` by a plan of :meth:`_event_plan`."""
+        shape, we, n_blocks, init = plan
         if out is None:
-            out = empty((n,) + self._out_shape, dtype)
-        n_blocks = self._blocks(n, out)
-        init = _no_init(dtype) if bias is None else bias
+            out = empty(shape, we.dtype)
+        if bias is not None:
+            init = bias
         with _threads.launch():
             _events.scatter_frames(rows, self._words(rows), self._c_in, we, self._xo_of,
                                    self._yo_of, self._koff, out, n_blocks, binary, init,
@@ -1001,17 +1070,20 @@ class ConvEngine:
         return "events" if self._estimate_rows(rows) < rho * n_in else "dense"
 
     def _bound_for(self, frames: np.ndarray, input_max_abs: int | None,
-                   need_small: bool) -> int:
-        """Bound ``max|x|``: the caller's bound, the dtype's if enough, else the data's."""
+                   need_small: bool) -> tuple[int, bool]:
+        """Bound ``max|x|``: the caller's bound, the dtype's if enough, else the data's.
+
+        Returns the bound and whether it was read from the data.
+        """
         if input_max_abs is not None:
-            return int(input_max_abs)
+            return int(input_max_abs), False
         if frames.dtype == np.bool_:
-            return 1
+            return 1, False
         by_dtype = dtype_bound(frames.dtype)
         product = by_dtype * self.weight_l1
         if product < (F32_EXACT if need_small else INT64_LIMIT):
-            return by_dtype
-        return max_abs(frames)
+            return by_dtype, False
+        return max_abs(frames), True
 
     def input_bound(self, frames: np.ndarray) -> int:
         """Bound ``|frames|``: by the dtype when that proves int32 sums, else by the data.
@@ -1078,44 +1150,82 @@ class ConvEngine:
         OverflowError
             If the exact sum may not fit in int64 (or in int32 when asked).
         """
+        call = None
+        if (frames.__class__ is np.ndarray and frames.flags.c_contiguous
+                and (input_max_abs is None or input_max_abs.__class__ is int)):
+            key = (frames.shape, frames.dtype, input_max_abs, path, out_dtype, binary,
+                   _threads.get_num_threads())
+            call = self._exact_calls.get(key)
+        if call is None:
+            frames = np.ascontiguousarray(frames)
+            call = self._exact_call(frames, input_max_abs, path, out_dtype, binary)
+        if out is not None and (
+                not isinstance(out, np.ndarray) or out.shape != call.shape
+                or out.dtype != call.dtype or not out.flags.c_contiguous
+                or not out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable C-contiguous {call.dtype} array of shape "
+                f"{call.shape}, got {getattr(out, 'dtype', type(out).__name__)} "
+                f"{getattr(out, 'shape', '')}.")
+        rows = self._rows(frames)
+        limit = call.limit  # (inf: events; -inf: dense; else auto's threshold)
+        if limit == _ALWAYS or (limit > 0 and self._estimate_rows(rows) < limit):
+            return self._scatter(call.events, rows, out, call.binary, None)
+        if binary:
+            frames = _spikes(frames)
+        if call.acc == call.dtype:
+            return self.dense(frames, call.acc, out=out)
+        # exact float (or int64) accumulator in scratch (one chunk of frames at a
+        # time), cast into the result row by row
+        return self.dense(frames, call.acc, result_dtype=call.dtype, result=out)
+
+    def _exact_call(self, frames: np.ndarray, input_max_abs: int | None, path: str,
+                    out_dtype, binary: bool) -> _ExactCall:
+        """Decide what :meth:`exact` does with frames like these (validated here).
+
+        Kept (see :attr:`_exact_calls`, keyed by everything it derives from) unless
+        the bound had to be read from the data: then it is decided anew at every
+        call.
+
+        Raises
+        ------
+        ValueError, OverflowError
+            As :meth:`exact`.
+        """
+        key = (frames.shape, frames.dtype, input_max_abs, path, out_dtype, binary,
+               _threads.get_num_threads())
         out_dtype = np.dtype(out_dtype)
         out_limit = _INT_DTYPES.get(out_dtype)
         if out_limit is None:
             raise ValueError(f"out_dtype must be int64 or int32, got {out_dtype}.")
-        frames = np.ascontiguousarray(frames)
-        shape = (frames.shape[0],) + self._out_shape
-        if out is not None and (
-                not isinstance(out, np.ndarray) or out.shape != shape
-                or out.dtype != out_dtype or not out.flags.c_contiguous
-                or not out.flags.writeable):
-            raise ValueError(
-                f"out must be a writeable C-contiguous {out_dtype} array of shape {shape}, got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+        n = frames.shape[0]
+        path = _check_path(path)
         if binary:
             input_max_abs = 1
-        bound = self._bound_for(frames, input_max_abs, need_small=path != "events")
+        bound, from_data = self._bound_for(frames, input_max_abs, need_small=path != "events")
         dense_dtype = exact_accumulator(bound * self.weight_l1)  # raises beyond int64
         if bound * self.weight_l1 >= out_limit:
             if input_max_abs is None and frames.dtype != np.bool_:
                 bound = max_abs(frames)
+                from_data = True
             if bound * self.weight_l1 >= out_limit:
                 raise OverflowError(
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
             dense_dtype = exact_accumulator(bound * self.weight_l1)
-        rows = self._rows(frames)
-        n = frames.shape[0]
-        if self._decide_rows(rows, n, path, out_dtype.itemsize, dense_dtype.itemsize) \
-                == "events":  # (bool is binary: any non-zero byte is one)
-            return self._scatter_rows(rows, n, out_dtype, out,
-                                      binary or frames.dtype == np.bool_)
-        if binary:
-            frames = _spikes(frames)
-        if dense_dtype == out_dtype:
-            return self.dense(frames, dense_dtype, out=out)
-        # exact float (or int64) accumulator in scratch (one chunk of frames at a
-        # time), cast into the result row by row
-        return self.dense(frames, dense_dtype, result_dtype=out_dtype, result=out)
+        if path == "auto":
+            n_in = n * self._n_in
+            limit = self.crossover_density(out_dtype.itemsize, dense_dtype.itemsize) * n_in
+        else:
+            limit = _ALWAYS if path == "events" else -_ALWAYS
+        call = _ExactCall(limit, self._event_plan(n, out_dtype), dense_dtype,
+                          binary or frames.dtype == np.bool_)
+        if not from_data:
+            with self._lock:
+                if len(self._exact_calls) >= _MAX_CALLS:
+                    self._exact_calls.clear()
+                self._exact_calls[key] = call
+        return call
 
 
     # -- time-last sequences -----------------------------------------------------------

@@ -694,6 +694,7 @@ def test_scatter_in_blocks_of_output_rows_is_exact(g, seed, t, block):
     frames = [data[..., k] for k in range(t)]
     expected, _ = model_reference(frames, w, g, "fixed")
     with unittest.mock.patch.object(engine_mod, "_BLOCK_BYTES", block):
+        engine_mod.clear_cache()  # fresh layers: a kept layer keeps its call decisions
         got = PyConvModelFixed(conv).run(data)
         stack = np.ascontiguousarray(np.moveaxis(data, -1, 0))
         layer = engine_mod.prepare(w, conv.geometry)

@@ -354,3 +354,66 @@ def test_exact_rejects_a_bad_out():
                 np.zeros(shape, np.int64)[..., ::2], np.zeros(shape, np.int64).T):
         with pytest.raises(ValueError, match="out must be"):
             e.exact(x[None], out=bad)
+
+
+def test_exact_keeps_one_decision_per_call_signature_and_sees_every_change(monkeypatch):
+    """``exact`` decides the checks, bound, accumulator and auto threshold once per call
+    signature (frames' shape and dtype, bound, path, result dtype, spike rule, thread
+    count): repeated calls reuse it, any other signature gets its own, and setting
+    ``crossover`` replaces the thresholds (the path it forces is the one taken)."""
+    wl = WORKLOADS["nmnist"]
+    x, w = wl.make(0.05, seed=2)
+    engine = ConvEngine(w, wl.geometry)
+    pair = (wl.stride, wl.stride), (wl.padding, wl.padding), (wl.dilation, wl.dilation)
+    expected = conv_reference(x, w, *pair, wl.groups)
+    frames = x[None]
+    calls = [
+        dict(frames=frames, input_max_abs=1, out_dtype=np.int32),
+        dict(frames=frames, input_max_abs=1, out_dtype=np.int32),  # the same signature
+        dict(frames=frames, input_max_abs=1, out_dtype=np.int64),
+        dict(frames=frames, input_max_abs=2, out_dtype=np.int32),
+        dict(frames=frames, input_max_abs=1, out_dtype=np.int32, path="events"),
+        dict(frames=frames, input_max_abs=1, out_dtype=np.int32, binary=True),
+        dict(frames=frames.astype(np.int16), input_max_abs=1, out_dtype=np.int32),
+        dict(frames=frames.astype(bool), out_dtype=np.int32),  # bounded by its dtype
+        dict(frames=np.concatenate([frames, frames]), input_max_abs=1, out_dtype=np.int32),
+    ]
+    for k, kw in enumerate(calls):
+        got = engine.exact(**kw)
+        assert got.dtype == kw["out_dtype"]
+        for frame in got:
+            np.testing.assert_array_equal(frame, expected)
+        assert len(engine._exact_calls) == max(1, k)
+    dense_calls = []
+    real_dense = engine.dense
+    monkeypatch.setattr(engine, "dense",
+                        lambda *a, **k: dense_calls.append(1) or real_dense(*a, **k))
+    for crossover, dense in ((0.0, True), (1.0, False), (0.0, True)):
+        engine.crossover = crossover
+        dense_calls.clear()
+        np.testing.assert_array_equal(engine.exact(**calls[0])[0], expected)
+        assert bool(dense_calls) is dense
+    if lavaconv.get_num_threads() > 1:
+        before = len(engine._exact_calls)
+        lavaconv.set_num_threads(1)
+        try:
+            np.testing.assert_array_equal(engine.exact(**calls[0])[0], expected)
+        finally:
+            lavaconv.set_num_threads(None)
+        assert len(engine._exact_calls) == before + 1
+
+
+def test_exact_reads_a_bound_from_the_data_at_every_call():
+    """When only the data bounds the sums (int64 frames, large weights), nothing is kept:
+    a later call with larger values of the same shape and dtype is checked anew (an
+    int32 result refused, int64 exact) instead of reusing the first call's decision."""
+    engine = ConvEngine(np.full((1, 2, 2, 1), 2**20, np.int64),
+                        validate_geometry((2, 2, 1), (1, 2, 2, 1)))
+    small = np.full((1, 2, 2, 1), 3, np.int64)
+    big = np.full((1, 2, 2, 1), 2**12, np.int64)
+    for path in PATHS:
+        assert engine.exact(small, path=path, out_dtype=np.int32)[0, 0, 0, 0] == 12 * 2**20
+        with pytest.raises(OverflowError, match="int64"):
+            engine.exact(big, path=path, out_dtype=np.int32)
+        assert engine.exact(big, path=path)[0, 0, 0, 0] == 4 * 2**32
+    assert not engine._exact_calls

@@ -114,3 +114,44 @@ def test_numba_num_threads_is_honoured():
     res = _run("import lavaconv; print(lavaconv.get_num_threads())", NUMBA_NUM_THREADS="1")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "1"
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1" or not hasattr(os, "fork"),
+                    reason="needs compiled parallel kernels and fork")
+def test_forked_child_on_gnu_openmp_gets_a_clear_error_at_every_launch():
+    """On the GNU OpenMP layer (not lavaconv's default) a child forked after the parent
+    ran parallel kernels is told why and how to fix it, at its first parallel launch
+    and at every later one, instead of being killed by libgomp. The check runs again
+    in a child because of the fork hook (no ``getpid`` per launch)."""
+    code = """
+        import multiprocessing as mp, sys
+        import numpy as np
+        from lavaconv import _threads, utils
+        x = np.ones((20, 18, 8), np.int8)
+        w = np.ones((16, 3, 3, 8), np.int32)
+        utils.conv(x, w, 3, 1, 1, 1, 1, path="dense")
+        if not (_threads.threading_layer() == "omp" and _threads._gnu_openmp()):
+            print("no GNU OpenMP layer here")
+            sys.exit(0)
+        def child(q):
+            told = []
+            for _ in range(2):
+                try:
+                    utils.conv(x, w, 3, 1, 1, 1, 1, path="dense")
+                    told.append("ran")
+                except RuntimeError as e:
+                    told.append("forked" in str(e) and "tbb" in str(e))
+            q.put(told)
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        p.join(120)
+        told = q.get(timeout=5) if p.exitcode == 0 else None
+        print("told", told)
+        sys.exit(0 if told == [True, True] else 1)
+    """
+    res = _run(code, NUMBA_THREADING_LAYER="omp")
+    if "no GNU OpenMP layer here" in res.stdout:
+        pytest.skip("Numba has no GNU OpenMP layer on this machine")
+    assert res.returncode == 0, res.stdout + res.stderr
