@@ -534,6 +534,20 @@ class ConvEngine:
                   + n_events * (c["per_event"] + self.mean_taps * per_pair))
         return dense, events
 
+    def cost_line(self, n_frames: int = 1, itemsize: int = 8,
+                  dense_itemsize: int | None = None) -> tuple[float, float, float]:
+        """:meth:`predict_seconds` as a line in the event count (both are affine in it).
+
+        Returns
+        -------
+        (float, float, float)
+            The dense path's seconds, the event path's seconds at zero events, and
+            its seconds per event, for ``n_frames`` frames.
+        """
+        dense, events0 = self.predict_seconds(0.0, n_frames, itemsize, dense_itemsize)
+        _, events1 = self.predict_seconds(1.0, n_frames, itemsize, dense_itemsize)
+        return dense, events0, events1 - events0
+
     def crossover_density(self, itemsize: int = 8, dense_itemsize: int | None = None) -> float:
         """Density (events per input element) where the two paths' predictions meet.
 
@@ -613,6 +627,26 @@ class ConvEngine:
         """:meth:`estimate_events` of frames already viewed as rows (:meth:`_rows`)."""
         found, counted = _events.count_sample(rows, _SAMPLE_ELEMENTS, self._turn())
         return int(round(found * rows.shape[0] / counted)) if counted else 0
+
+    def estimate_nonzero(self, data: np.ndarray) -> int:
+        """:meth:`estimate_events` of frames held in any C-contiguous layout.
+
+        For a caller whose frames are not yet in the engine's layout (e.g. PyTorch's
+        NCHW): ``data`` is viewed as rows of its last axis, and the same sample of
+        about ``_SAMPLE_ELEMENTS`` entries is counted.
+
+        Parameters
+        ----------
+        data : ndarray, C-contiguous, at least 1-D
+            The frames' entries in any order (any numeric or bool dtype).
+
+        Returns
+        -------
+        int
+        """
+        if data.size == 0:
+            return 0
+        return self._estimate_rows(kernel_input(data).reshape(-1, data.shape[-1]))
 
     def estimate_events_timelast(self, data: np.ndarray) -> int:
         """:meth:`estimate_events` for time-last sequences ``(N, X, Y, C, T)``, C-contiguous."""

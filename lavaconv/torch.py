@@ -4,8 +4,26 @@
 parameters, ``state_dict`` and semantics (a correlation on NCHW tensors, bias,
 stride, dilation, groups, ``padding`` as int, pair, ``'valid'`` or ``'same'``), whose
 forward pass runs lavaconv's prepared layer (:func:`lavaconv.engine.prepare`):
-event-driven when the input is sparse, dense otherwise (``path="auto"``).
-:func:`convert` turns every ``nn.Conv2d`` of a model into one, in place.
+event-driven when the input is sparse, dense otherwise, or, with ``path="auto"``
+(the default), torch's own convolution for call signatures where that measured
+faster (see "Choice" below). :func:`convert` turns every ``nn.Conv2d`` of a model into
+one, in place.
+
+Choice
+------
+With ``path="auto"`` each call signature (below) keeps measurements
+(:class:`_Choice`): lavaconv's time, modelled as the measured time around its kernel
+plus the engine's cost model for this call's estimated event count times the measured
+ratio of kernel time to prediction, and the measured time of ``nn.Conv2d``'s own
+convolution. The faster runs; every ``_EXPLORE_EVERY`` calls the other one runs once
+so that both stay measured. Where torch's oneDNN kernels win (few channels, large
+batches, dense input) a converted model then keeps torch's speed instead of losing to
+it: the snnTorch N-MNIST network at batch 16 and 5 % input spikes went from 0.74x to
+0.96x of torch's time (``benchmarks/test_bench_torch.py``). Results do not depend on
+the choice wherever the sums are exact (below); elsewhere both are within the stated
+float32 tolerance of each other. Only float32 and float64 input in NCHW or
+``channels_last`` memory is sampled for the choice; ``path="events"`` or ``"dense"``
+always run lavaconv's layer.
 
 Layout
 ------
@@ -61,6 +79,7 @@ module records torch's ``conv2d``, so exporters (nirtorch) see an ordinary conv.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,6 +117,12 @@ _MAX_PLANS = 64
 #: on the cores the next lavaconv kernel runs on: the event kernel right after such a
 #: copy of ``(16, 12, 15, 15)`` input took 780 against 400 us (torch 2 threads, 2 cores).
 _TORCH_SERIAL = 32768
+#: ``path="auto"``: every this many calls of a signature, the path not chosen runs once,
+#: so that its measured time stays current (:class:`_Choice`).
+_EXPLORE_EVERY = 32
+#: A kept best time may grow by this factor at each new measurement (:class:`_Choice`), so
+#: a slower machine state is followed instead of one lucky minimum deciding forever.
+_FORGET = 1.05
 #: ``torch.compiler.is_compiling`` (torch >= 2.3); never compiling on older versions.
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
@@ -193,6 +218,58 @@ class _Prepared:
                 and bool(_compare.same_words(_bits(weight), self.snapshot)))
 
 
+class _Choice:
+    """``path="auto"``'s measurements for one call signature: lavaconv's layer or torch's conv.
+
+    Our time is modelled as ``rest + scale * predicted``: ``predicted`` is the engine's
+    cost model for the path it would run at the call's estimated event count
+    (:meth:`lavaconv.engine.ConvEngine.predict_seconds`), ``scale`` the measured
+    kernel time over that prediction, and ``rest`` the measured time of the call
+    around the kernel (layout copies, bias, checks). ``torch`` is the measured time of
+    ``nn.Conv2d``'s own convolution. Each is the least measured so far, allowed to grow
+    by ``_FORGET`` at every new measurement. The first call of ours is not measured
+    (it may compile kernels); ours runs until measured once, then torch once; from
+    then on the faster prediction runs, and every ``_EXPLORE_EVERY`` calls the other
+    one does, to stay measured. A wrong choice costs only time: torch's result is
+    nn.Conv2d's, ours is exact in the same cases (module docstring).
+    """
+
+    __slots__ = ("calls", "warm", "rest", "scale", "torch", "line")
+
+    def __init__(self) -> None:
+        #: the engine's :meth:`~lavaconv.engine.ConvEngine.cost_line` for this signature
+        self.line: tuple[float, float, float] | None = None
+        self.calls = 0
+        self.warm = False
+        self.rest: float | None = None
+        self.scale: float | None = None
+        self.torch: float | None = None
+
+    def use_torch(self, predicted: float) -> bool:
+        """Whether this call runs torch's convolution (counts the call)."""
+        self.calls += 1
+        if self.scale is None:
+            return False
+        if self.torch is None:
+            return True
+        faster = self.torch < self.rest + self.scale * predicted
+        return faster != (self.calls % _EXPLORE_EVERY == 0)
+
+    def ours(self, total: float, kernel: float, predicted: float) -> None:
+        """Record a call of ours: ``total`` seconds, of which ``kernel`` in the engine."""
+        if not self.warm:
+            self.warm = True
+            return
+        scale = kernel / max(predicted, 1e-9)
+        rest = max(total - kernel, 0.0)
+        self.scale = scale if self.scale is None else min(self.scale * _FORGET, scale)
+        self.rest = rest if self.rest is None else min(self.rest * _FORGET, rest)
+
+    def torch_call(self, seconds: float) -> None:
+        """Record a call of torch's convolution."""
+        self.torch = seconds if self.torch is None else min(self.torch * _FORGET, seconds)
+
+
 class _Plan:
     """What one call signature decides once: the checks passed, geometry and layout.
 
@@ -204,13 +281,16 @@ class _Plan:
     """
 
     __slots__ = ("batched", "cdtype", "npdtype", "key", "frame_shape", "out_nchw",
-                 "crop", "fmt", "in_place_bias", "conflicts", "prepared")
+                 "crop", "fmt", "in_place_bias", "conflicts", "prepared", "choice")
 
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
             setattr(self, name, value)
         #: ``(prepared weight, its layer for this input size)`` once known
         self.prepared: tuple[_Prepared, ConvEngine] | None = None
+        #: ``path="auto"``'s measurements (float32/float64 input in NCHW or
+        #: channels_last, the layouts whose entries can be sampled in place), else None
+        self.choice: _Choice | None = None
 
 
 class Conv2d(nn.Conv2d):
@@ -232,8 +312,10 @@ class Conv2d(nn.Conv2d):
         Only zero padding: ``'reflect'``, ``'replicate'`` and ``'circular'`` raise
         ``ValueError`` (keep those layers as ``nn.Conv2d``).
     path : {"auto", "dense", "events"}, keyword-only
-        The engine's path: ``"auto"`` (default) picks event-driven scatter or dense
-        gather per call from the input's density; the others force one.
+        ``"auto"`` (default) picks per call, from the input's density, lavaconv's
+        event-driven scatter or dense gather, or torch's own convolution where that
+        measured faster for this call signature (module docstring, "Choice"); the
+        others force lavaconv's path.
     autograd : {"error", "torch"}, keyword-only
         What a call that autograd would need a gradient through does: raise
         ``RuntimeError`` (default) or fall back to torch's ``conv2d``.
@@ -436,7 +518,7 @@ class Conv2d(nn.Conv2d):
         stride, pads, dilation, crop, (h_out, w_out) = self._geometry(h, w, kh, kw)
         channels_last = (batched and not xb.is_contiguous()
                          and xb.is_contiguous(memory_format=torch.channels_last))
-        return _Plan(
+        plan = _Plan(
             batched=batched, cdtype=cdtype, npdtype=_NUMPY[cdtype],
             key=((h, w, c), stride, pads, dilation),
             frame_shape=(n, h_out + crop[0], w_out + crop[1], c_out),
@@ -445,6 +527,9 @@ class Conv2d(nn.Conv2d):
             in_place_bias=channels_last and crop == (0, 0) and cdtype == x.dtype,
             conflicts=(xb.is_contiguous() and c > 1
                        and _set_conflicts(c, h * w * xb.element_size())))
+        if cdtype == x.dtype and (channels_last or xb.is_contiguous()):
+            plan.choice = _Choice()
+        return plan
 
     def _prepared_for(self, weight: torch.Tensor, cdtype: torch.dtype) -> _Prepared:
         """Return the weight prepared in the engine's layout, anew when its content changed."""
@@ -506,13 +591,33 @@ class Conv2d(nn.Conv2d):
         xb = x.detach()
         if not plan.batched:
             xb = xb.unsqueeze(0)
+        path = self.path
+        choice = plan.choice if path == "auto" else None
+        if choice is not None:  # lavaconv's layer (by the path it predicts) or torch's conv
+            n = xb.shape[0]
+            itemsize = xb.element_size()
+            n_events = layer.estimate_nonzero(
+                (xb if plan.fmt is torch.contiguous_format else xb.permute(0, 2, 3, 1)).numpy())
+            path = layer.choose_path(n_events, n, itemsize)
+            if choice.line is None:
+                choice.line = layer.cost_line(n, itemsize)
+            dense_s, events0, per_event = choice.line
+            predicted = events0 + per_event * n_events if path == "events" else dense_s
+            if choice.use_torch(predicted):
+                start = time.perf_counter()
+                result = nn.Conv2d._conv_forward(self, x, weight, bias)
+                choice.torch_call(time.perf_counter() - start)
+                return result
+            start = time.perf_counter()
         # our own result buffer (the engine writes every cell): a channels_last tensor
         held = torch.empty(plan.frame_shape, dtype=cdtype)
         # the engine adds the bias itself where the result needs no copy out
         fused = (None if bias is None or not plan.in_place_bias
                  else np.ascontiguousarray(bias.detach().numpy()))
-        layer.compute(_frames(xb, cdtype, plan.conflicts), plan.npdtype, path=self.path,
-                      out=held.numpy(), bias=fused)
+        frames = _frames(xb, cdtype, plan.conflicts)
+        kernel_start = time.perf_counter()
+        layer.compute(frames, plan.npdtype, path=path, out=held.numpy(), bias=fused)
+        kernel = time.perf_counter() - kernel_start
         if plan.in_place_bias:
             result = held.permute(0, 3, 1, 2)
         else:
@@ -529,6 +634,8 @@ class Conv2d(nn.Conv2d):
                 result.copy_(src)  # (casts float16 / bfloat16 back)
             else:  # the transposing copy adds the bias: one pass
                 torch.add(src, bias.detach().to(cdtype)[:, None, None], out=result)
+        if choice is not None:
+            choice.ours(time.perf_counter() - start, kernel, predicted)
         return result if plan.batched else result[0]
 
 

@@ -417,3 +417,24 @@ def test_exact_reads_a_bound_from_the_data_at_every_call():
             engine.exact(big, path=path, out_dtype=np.int32)
         assert engine.exact(big, path=path)[0, 0, 0, 0] == 4 * 2**32
     assert not engine._exact_calls
+
+
+def test_estimate_in_any_layout_and_the_cost_line():
+    """``estimate_nonzero`` counts frames in another layout (NCHW) as ``estimate_events``
+    counts them in the engine's (exactly, when the sample is every row), 0 for no
+    entries; ``cost_line`` is ``predict_seconds`` as a line in the event count."""
+    rng = np.random.default_rng(8)
+    w = np.ones((4, 3, 3, 3), np.int8)
+    engine = ConvEngine(w, validate_geometry((9, 7, 3), w.shape, 1, 1, 1, 1))
+    frames = (rng.random((2, 9, 7, 3)) < 0.2).astype(np.int8)  # 378 entries: all sampled
+    nchw = np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+    count = int(np.count_nonzero(frames))
+    assert engine.estimate_events(frames) == count
+    assert engine.estimate_nonzero(nchw) == count
+    assert engine.estimate_nonzero(nchw.astype(bool)) == count
+    assert engine.estimate_nonzero(nchw[:0]) == 0
+    for n_frames, itemsize in ((1, 4), (3, 8)):
+        dense, events0, per_event = engine.cost_line(n_frames, itemsize)
+        for n in (0, 7, 250):
+            d, e = engine.predict_seconds(n, n_frames, itemsize)
+            assert d == dense and e == pytest.approx(events0 + per_event * n, rel=1e-12)

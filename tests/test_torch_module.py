@@ -32,6 +32,15 @@ PATHS = ["auto", "dense", "events"]
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def _lavaconv_computes(request, monkeypatch):
+    """Every test checks lavaconv's own computation: ``path="auto"`` never hands a call
+    to torch's conv here (it would compare torch with itself), except in the tests of
+    that choice (named ``test_auto_choice_*``)."""
+    if not request.node.name.startswith("test_auto_choice_"):
+        monkeypatch.setattr(lt._Choice, "use_torch", lambda self, predicted: False)
+
+
 def _int_weights(module, rng, low=-8, high=9):
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(rng.integers(low, high, module.weight.shape)))
@@ -615,3 +624,99 @@ def test_lavaconv_imports_without_torch():
                          timeout=300, check=True)
     assert out.stdout.strip() == "9"
     assert lt.__name__ == "lavaconv.torch"
+
+
+# -- path="auto": lavaconv's layer or torch's conv, by measured time --------------------
+def _spy_torch(monkeypatch):
+    """Count the calls that reach nn.Conv2d's own convolution."""
+    calls = []
+    real = nn.Conv2d._conv_forward
+
+    def spy(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward", spy)
+    return calls
+
+
+def test_auto_choice_measures_both_then_runs_the_faster_and_re_measures_the_other(monkeypatch):
+    """A new signature runs lavaconv twice (the first unmeasured, it may compile), then
+    torch once; then the path measured faster, and the other one every
+    ``_EXPLORE_EVERY``-th call. Results are torch's bit for bit on either path (integer
+    values), and forced paths never call torch."""
+    calls = _spy_torch(monkeypatch)
+    rng = np.random.default_rng(5)
+    ref = _int_weights(nn.Conv2d(3, 4, 3, padding=1), rng)
+    ours = Conv2d.from_torch(ref)
+    x = _input(rng, 3, (9, 8), 2, 0.1, True, torch.float32)
+    with torch.no_grad():
+        expected = ref(x)
+        calls.clear()
+        ran = []
+        for _ in range(3):
+            before = len(calls)
+            assert torch.equal(ours(x), expected)
+            ran.append(len(calls) > before)
+        assert ran == [False, False, True]
+        (plan,) = ours._lava_plans.values()
+        choice = plan.choice
+        assert choice.warm and choice.scale > 0 and choice.rest >= 0 and choice.torch > 0
+        for torch_seconds, torch_runs in ((1e-12, True), (1e3, False)):
+            choice.torch = torch_seconds
+            ran = []
+            for _ in range(2 * lt._EXPLORE_EVERY):
+                before = len(calls)
+                assert torch.equal(ours(x), expected)
+                ran.append(len(calls) > before)
+                choice.torch = torch_seconds  # (pinned: the explored call measures torch)
+            explored = [k for k in range(len(ran)) if ran[k] != torch_runs]
+            assert len(explored) == 2, explored  # once every _EXPLORE_EVERY calls
+            assert all((choice.calls - len(ran) + k + 1) % lt._EXPLORE_EVERY == 0
+                       for k in explored)
+        calls.clear()
+        choice.torch = 1e-12  # torch would win "auto"; a forced path is still ours
+        for path in ("events", "dense"):
+            ours.path = path
+            for _ in range(3):
+                assert torch.equal(ours(x), expected)
+        assert not calls
+
+
+def test_auto_choice_only_where_lavaconv_can_sample_the_input(monkeypatch):
+    """Half-precision input (computed in float32) and inputs in neither NCHW nor
+    channels_last memory keep lavaconv's own path choice: no measurement, no torch."""
+    calls = _spy_torch(monkeypatch)
+    rng = np.random.default_rng(6)
+    ref = _int_weights(nn.Conv2d(2, 3, 3), rng)
+    ours = Conv2d.from_torch(ref)
+    x = _input(rng, 2, (7, 7), 2, 0.2, True, torch.float32)
+    odd = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)  # H and W swapped in memory
+    with torch.no_grad():
+        for inp in (odd, x.to(torch.bfloat16)):
+            module = ours if inp.dtype == torch.float32 else copy.deepcopy(ours).to(torch.bfloat16)
+            for _ in range(6):
+                module(inp)
+            assert all(plan.choice is None for plan in module._lava_plans.values())
+        assert not calls
+
+
+def test_auto_choice_keeps_the_least_time_and_lets_it_grow_slowly():
+    """Each kept time is the least measured, allowed to grow by ``_FORGET`` per new
+    measurement (so a slower machine state is followed); the first call of lavaconv is
+    not measured."""
+    choice = lt._Choice()
+    assert not choice.use_torch(1.0)  # nothing measured: lavaconv
+    choice.ours(total=9.0, kernel=8.0, predicted=1.0)  # the unmeasured first call
+    assert choice.scale is None and not choice.use_torch(1.0)
+    choice.ours(total=3.0, kernel=2.0, predicted=1.0)
+    assert (choice.scale, choice.rest) == (2.0, 1.0)
+    assert choice.use_torch(1.0)  # torch not measured yet: it runs once
+    choice.torch_call(2.5)
+    choice.torch_call(9.0)
+    assert choice.torch == pytest.approx(2.5 * lt._FORGET)
+    choice.ours(total=1.5, kernel=1.0, predicted=1.0)
+    assert (choice.scale, choice.rest) == (1.0, 0.5)
+    choice.calls = 0
+    assert not choice.use_torch(1.0)  # 0.5 + 1.0 * 1.0 < 2.625: lavaconv
+    assert choice.use_torch(10.0)  # 0.5 + 10 > 2.625: torch
