@@ -1189,7 +1189,10 @@ class ConvEngine:
                 and (input_max_abs is None or input_max_abs.__class__ is int)):
             key = (frames.shape, frames.dtype, input_max_abs, path, out_dtype, binary,
                    _threads.get_num_threads())
-            call = self._exact_calls.get(key)
+            try:
+                call = self._exact_calls.get(key)
+            except TypeError:  # an unhashable path or dtype: refused by the checks below
+                pass
         if call is None:
             frames = np.ascontiguousarray(frames)
             call = self._exact_call(frames, input_max_abs, path, out_dtype, binary)

@@ -17,9 +17,11 @@ plus the engine's cost model for this call's estimated event count times the mea
 ratio of kernel time to prediction, and the measured time of ``nn.Conv2d``'s own
 convolution. The faster runs; every ``_EXPLORE_EVERY`` calls the other one runs once
 so that both stay measured. Where torch's oneDNN kernels win (few channels, large
-batches, dense input) a converted model then keeps torch's speed instead of losing to
-it: the snnTorch N-MNIST network at batch 16 and 5 % input spikes went from 0.74x to
-0.96x of torch's time (``benchmarks/test_bench_torch.py``). Results do not depend on
+batches, dense input) a converted model then keeps close to torch's speed instead of
+losing to it (``benchmarks/test_bench_torch.py``; figures in the README). One scale
+serves both of lavaconv's paths, and the effect of one layer's threads on the next
+layer's (torch's and Numba's pools share the cores) is not measured: a heuristic,
+whose mistakes cost time, never results. Results do not depend on
 the choice wherever the sums are exact (below); elsewhere both are within the stated
 float32 tolerance of each other. Only float32 and float64 input in NCHW or
 ``channels_last`` memory is sampled for the choice; ``path="events"`` or ``"dense"``

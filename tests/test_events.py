@@ -253,9 +253,14 @@ def test_bad_path_and_bad_events_raise_value_errors():
     w = np.ones((1, 3, 3, 1), np.int8)
     with pytest.raises(ValueError, match="path"):
         utils.conv(x, w, 3, 1, 0, 1, 1, path="sparse")
+    engine = ConvEngine(w, validate_geometry((4, 4, 1), (1, 3, 3, 1)))
     with pytest.raises(ValueError, match="out_dtype"):
-        ConvEngine(w, validate_geometry((4, 4, 1), (1, 3, 3, 1))).exact(x[None],
-                                                                       out_dtype=np.int16)
+        engine.exact(x[None], out_dtype=np.int16)
+    # unhashable arguments (the per-signature memo cannot key them) get the same errors
+    with pytest.raises(ValueError, match="path"):
+        engine.exact(x[None], path=["events"])
+    with pytest.raises(ValueError, match="out_dtype"):
+        engine.exact(x[None], out_dtype=[("a", "i4")])
     with pytest.raises(ValueError, match="x indices"):
         conv_events([4], [0], [0], None, (4, 4, 1), w)
     with pytest.raises(ValueError, match="same length"):
