@@ -409,7 +409,7 @@ class ConvEngine:
             value = float(value)
         with self._lock:
             self._crossover = value
-            self._exact_calls.clear()  # their auto thresholds came from the old value
+            self._exact_calls.clear()  # decisions keyed by the old value: freed
 
     # -- preparation ---------------------------------------------------------------
     def _prepare(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
@@ -1167,7 +1167,8 @@ class ConvEngine:
             A writeable C-contiguous ``out_dtype`` array of the result's shape to
             write into (NumPy's ``out=``): reusing one across calls spares the page
             faults of a fresh multi-megabyte result (measured 5.5 ms of a 30 ms
-            100-frame call on ``vgg``). Checked before anything is computed.
+            100-frame call on ``vgg``). Checked before any convolution runs (after
+            the checks of the other arguments).
         binary : bool, keyword-only
             Every non-zero entry counts as 1 (Lava's binary spike rule), so the
             frames need no converted copy: the event path reads them as they are,
@@ -1184,18 +1185,20 @@ class ConvEngine:
         OverflowError
             If the exact sum may not fit in int64 (or in int32 when asked).
         """
-        call = None
-        if (frames.__class__ is np.ndarray and frames.flags.c_contiguous
-                and (input_max_abs is None or input_max_abs.__class__ is int)):
+        if frames.__class__ is not np.ndarray or not frames.flags.c_contiguous:
+            frames = np.ascontiguousarray(frames)
+        call = key = None
+        if input_max_abs is None or input_max_abs.__class__ is int:
+            # everything the decision derives from (the crossover too: a thread that
+            # sets it while another decides cannot leave the old threshold in use)
             key = (frames.shape, frames.dtype, input_max_abs, path, out_dtype, binary,
-                   _threads.get_num_threads())
+                   _threads.get_num_threads(), self._crossover)
             try:
                 call = self._exact_calls.get(key)
-            except TypeError:  # an unhashable path or dtype: refused by the checks below
-                pass
+            except TypeError:  # an unhashable argument: decided anew, never kept
+                key = None
         if call is None:
-            frames = np.ascontiguousarray(frames)
-            call = self._exact_call(frames, input_max_abs, path, out_dtype, binary)
+            call = self._exact_call(frames, input_max_abs, path, out_dtype, binary, key)
         if out is not None and (
                 not isinstance(out, np.ndarray) or out.shape != call.shape
                 or out.dtype != call.dtype or not out.flags.c_contiguous
@@ -1217,20 +1220,19 @@ class ConvEngine:
         return self.dense(frames, call.acc, result_dtype=call.dtype, result=out)
 
     def _exact_call(self, frames: np.ndarray, input_max_abs: int | None, path: str,
-                    out_dtype, binary: bool) -> _ExactCall:
+                    out_dtype, binary: bool, key: tuple | None) -> _ExactCall:
         """Decide what :meth:`exact` does with frames like these (validated here).
 
-        Kept (see :attr:`_exact_calls`, keyed by everything it derives from) unless
-        the bound had to be read from the data: then it is decided anew at every
-        call.
+        Kept in :attr:`_exact_calls` under ``key`` (built by :meth:`exact` from
+        everything the decision derives from) unless ``key`` is None (arguments that
+        cannot key it) or the bound had to be read from the data: then it is decided
+        anew at every call.
 
         Raises
         ------
         ValueError, OverflowError
             As :meth:`exact`.
         """
-        key = (frames.shape, frames.dtype, input_max_abs, path, out_dtype, binary,
-               _threads.get_num_threads())
         out_dtype = np.dtype(out_dtype)
         out_limit = _INT_DTYPES.get(out_dtype)
         if out_limit is None:
@@ -1257,7 +1259,7 @@ class ConvEngine:
             limit = _ALWAYS if path == "events" else -_ALWAYS
         call = _ExactCall(limit, self._event_plan(n, out_dtype), dense_dtype,
                           binary or frames.dtype == np.bool_)
-        if not from_data:
+        if key is not None and not from_data:
             with self._lock:
                 if len(self._exact_calls) >= _MAX_CALLS:
                     self._exact_calls.clear()

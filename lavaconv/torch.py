@@ -23,9 +23,12 @@ serves both of lavaconv's paths, and the effect of one layer's threads on the ne
 layer's (torch's and Numba's pools share the cores) is not measured: a heuristic,
 whose mistakes cost time, never results. Results do not depend on
 the choice wherever the sums are exact (below); elsewhere both are within the stated
-float32 tolerance of each other. Only float32 and float64 input in NCHW or
-``channels_last`` memory is sampled for the choice; ``path="events"`` or ``"dense"``
-always run lavaconv's layer.
+float32 tolerance of each other. Both hold with torch's default float32 precision
+(``torch.backends.mkldnn.conv.fp32_precision`` ``"none"`` or ``"ieee"``): a lowered
+one (``"bf16"``, ``"tf32"``) makes torch's own convolution, and so the calls the
+choice gives it, less exact; force ``path="events"`` or ``"dense"`` then. Only
+float32 and float64 input in NCHW or ``channels_last`` memory is sampled for the
+choice; ``path="events"`` or ``"dense"`` always run lavaconv's layer.
 
 Layout
 ------
@@ -229,20 +232,23 @@ class _Choice:
     kernel time over that prediction, and ``rest`` the measured time of the call
     around the kernel (layout copies, bias, checks). ``torch`` is the measured time of
     ``nn.Conv2d``'s own convolution. Each is the least measured so far, allowed to grow
-    by ``_FORGET`` at every new measurement. The first call of ours is not measured
-    (it may compile kernels); ours runs until measured once, then torch once; from
-    then on the faster prediction runs, and every ``_EXPLORE_EVERY`` calls the other
-    one does, to stay measured. A wrong choice costs only time: torch's result is
-    nn.Conv2d's, ours is exact in the same cases (module docstring).
+    by ``_FORGET`` at every new measurement. The first call of each is not measured
+    (ours may compile kernels, torch's may create its oneDNN primitive); ours runs
+    until measured once, then torch until measured once; from then on the faster
+    prediction runs, and every ``_EXPLORE_EVERY`` calls the other one does, to stay
+    measured. A wrong choice costs only time: torch's result is nn.Conv2d's, ours is
+    exact in the same cases (module docstring). Not locked: calls from several
+    threads at once may skew the counts and times (so the choice), never results.
     """
 
-    __slots__ = ("calls", "warm", "rest", "scale", "torch", "line")
+    __slots__ = ("calls", "warm", "torch_warm", "rest", "scale", "torch", "line")
 
     def __init__(self) -> None:
         #: the engine's :meth:`~lavaconv.engine.ConvEngine.cost_line` for this signature
         self.line: tuple[float, float, float] | None = None
         self.calls = 0
         self.warm = False
+        self.torch_warm = False
         self.rest: float | None = None
         self.scale: float | None = None
         self.torch: float | None = None
@@ -268,7 +274,10 @@ class _Choice:
         self.rest = rest if self.rest is None else min(self.rest * _FORGET, rest)
 
     def torch_call(self, seconds: float) -> None:
-        """Record a call of torch's convolution."""
+        """Record a call of torch's convolution (not the first: it may set up)."""
+        if not self.torch_warm:
+            self.torch_warm = True
+            return
         self.torch = seconds if self.torch is None else min(self.torch * _FORGET, seconds)
 
 

@@ -408,6 +408,44 @@ def test_exact_keeps_one_decision_per_call_signature_and_sees_every_change(monke
         assert len(engine._exact_calls) == before + 1
 
 
+def test_exact_unhashable_arguments_and_a_crossover_set_while_another_call_decides(
+        monkeypatch):
+    """A valid argument that cannot key the memo (``binary`` as a 0-d array) is decided
+    anew, with the result of the plain one, and nothing kept; a ``crossover`` set by
+    another thread between a call's reading of the threshold and its keeping of the
+    decision (simulated inside ``crossover_density``) is the one the next call follows,
+    not the stale threshold."""
+    wl = WORKLOADS["nmnist"]
+    x, w = wl.make(0.05, seed=5)
+    engine = ConvEngine(w, wl.geometry)
+    pair = (wl.stride, wl.stride), (wl.padding, wl.padding), (wl.dilation, wl.dilation)
+    expected = conv_reference(x, w, *pair, wl.groups)
+    frames = x[None].astype(np.int8)
+    for binary in (np.array(True), np.bool_(True)):
+        got = engine.exact(frames, binary=binary, out_dtype=np.int32)
+        np.testing.assert_array_equal(got[0], expected)
+    assert len(engine._exact_calls) == 1  # the np.bool_ call only
+    dense_calls = []
+    real_dense = engine.dense
+    monkeypatch.setattr(engine, "dense",
+                        lambda *a, **k: dense_calls.append(1) or real_dense(*a, **k))
+    engine.crossover = 0.0  # dense only
+    real_density = engine.crossover_density
+
+    def racing(*args, **kwargs):
+        value = real_density(*args, **kwargs)
+        monkeypatch.setattr(engine, "crossover_density", real_density)  # once
+        engine.crossover = 1.0  # "another thread": events from now on
+        return value
+
+    monkeypatch.setattr(engine, "crossover_density", racing)
+    np.testing.assert_array_equal(engine.exact(frames, 1, out_dtype=np.int32)[0], expected)
+    assert dense_calls == [1]  # decided under 0.0
+    dense_calls.clear()
+    np.testing.assert_array_equal(engine.exact(frames, 1, out_dtype=np.int32)[0], expected)
+    assert dense_calls == []  # under 1.0
+
+
 def test_exact_reads_a_bound_from_the_data_at_every_call():
     """When only the data bounds the sums (int64 frames, large weights), nothing is kept:
     a later call with larger values of the same shape and dtype is checked anew (an

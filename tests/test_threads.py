@@ -129,7 +129,13 @@ def test_forked_child_on_gnu_openmp_gets_a_clear_error_at_every_launch():
         from lavaconv import _threads, utils
         x = np.ones((20, 18, 8), np.int8)
         w = np.ones((16, 3, 3, 8), np.int32)
-        utils.conv(x, w, 3, 1, 1, 1, 1, path="dense")
+        try:
+            utils.conv(x, w, 3, 1, 1, 1, 1, path="dense")
+        except (ValueError, RuntimeError) as e:  # no OpenMP layer for Numba to load
+            if "threading layer" not in str(e):
+                raise
+            print("no GNU OpenMP layer here")
+            sys.exit(0)
         if not (_threads.threading_layer() == "omp" and _threads._gnu_openmp()):
             print("no GNU OpenMP layer here")
             sys.exit(0)

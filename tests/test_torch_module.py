@@ -641,8 +641,8 @@ def _spy_torch(monkeypatch):
 
 
 def test_auto_choice_measures_both_then_runs_the_faster_and_re_measures_the_other(monkeypatch):
-    """A new signature runs lavaconv twice (the first unmeasured, it may compile), then
-    torch once; then the path measured faster, and the other one every
+    """A new signature runs lavaconv twice, then torch twice (the first call of each
+    unmeasured: it may compile or set up); then the path measured faster, and the other one every
     ``_EXPLORE_EVERY``-th call. Results are torch's bit for bit on either path (integer
     values), and forced paths never call torch."""
     calls = _spy_torch(monkeypatch)
@@ -654,12 +654,14 @@ def test_auto_choice_measures_both_then_runs_the_faster_and_re_measures_the_othe
         expected = ref(x)
         calls.clear()
         ran = []
-        for _ in range(3):
+        for _ in range(4):
             before = len(calls)
             assert torch.equal(ours(x), expected)
             ran.append(len(calls) > before)
-        assert ran == [False, False, True]
-        (plan,) = ours._lava_plans.values()
+            (plan,) = ours._lava_plans.values()
+            if len(ran) == 3:
+                assert plan.choice.torch is None  # the first torch call: unmeasured
+        assert ran == [False, False, True, True]
         choice = plan.choice
         assert choice.warm and choice.scale > 0 and choice.rest >= 0 and choice.torch > 0
         for torch_seconds, torch_runs in ((1e-12, True), (1e3, False)):
@@ -703,15 +705,17 @@ def test_auto_choice_only_where_lavaconv_can_sample_the_input(monkeypatch):
 
 def test_auto_choice_keeps_the_least_time_and_lets_it_grow_slowly():
     """Each kept time is the least measured, allowed to grow by ``_FORGET`` per new
-    measurement (so a slower machine state is followed); the first call of lavaconv is
-    not measured."""
+    measurement (so a slower machine state is followed); the first call of each is not
+    measured."""
     choice = lt._Choice()
     assert not choice.use_torch(1.0)  # nothing measured: lavaconv
     choice.ours(total=9.0, kernel=8.0, predicted=1.0)  # the unmeasured first call
     assert choice.scale is None and not choice.use_torch(1.0)
     choice.ours(total=3.0, kernel=2.0, predicted=1.0)
     assert (choice.scale, choice.rest) == (2.0, 1.0)
-    assert choice.use_torch(1.0)  # torch not measured yet: it runs once
+    assert choice.use_torch(1.0)  # torch not measured yet: it runs
+    choice.torch_call(0.1)  # the unmeasured first call
+    assert choice.torch is None and choice.use_torch(1.0)
     choice.torch_call(2.5)
     choice.torch_call(9.0)
     assert choice.torch == pytest.approx(2.5 * lt._FORGET)
