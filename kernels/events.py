@@ -43,6 +43,53 @@ __all__ = ["bucket_events", "bucket_timelast", "count_sample", "scatter_events",
 #: Words per block of the first skip test in :func:`scatter_frames` (64 bytes).
 _SKIP_WORDS = 8
 
+_BYTE_ONES = np.uint64(0x0101010101010101)
+_HIGH_WORDS = np.uint64(0xFFFF0000FFFF0000)
+_ODD_BYTES = np.uint64(0xFF00FF00FF00FF00)
+_HALF = np.uint64(1 << 32)
+
+
+@jit_serial
+def _entry_bits(w, per_word):
+    """One bit per non-zero entry of a word: bit ``8 * s * e`` for entry ``e``.
+
+    ``w`` holds ``per_word`` (2, 4 or 8) entries of ``s = 8 // per_word`` bytes. A
+    non-zero bit pattern may still be a zero value (-0.0), so the caller tests the
+    entry itself too. Walking these bits (:func:`_lowest_byte`) replaced the loop
+    over every entry of a non-zero word in :func:`bucket_timelast`, whose branch on
+    each entry the CPU could not predict (one or two events per word at 1 %).
+    """
+    m = w | (w >> np.uint64(4))
+    m |= m >> np.uint64(2)
+    m |= m >> np.uint64(1)
+    m &= _BYTE_ONES
+    if per_word <= 4:
+        m |= m >> np.uint64(8)
+        m &= np.uint64(0x0001000100010001)
+    if per_word <= 2:
+        m |= m >> np.uint64(16)
+        m &= np.uint64(0x0000000100000001)
+    return m
+
+
+@jit_serial
+def _lowest_byte(m):
+    """Return ``(b, rest)``: the byte of ``m``'s lowest set bit, and ``m`` without it.
+
+    The bit is bit ``8 b`` (:func:`_entry_bits`). Branch-free, and no multiply that
+    could overflow (NumPy's scalars warn of it under ``NUMBA_DISABLE_JIT=1``).
+    """
+    low = m ^ (m & (m - np.uint64(1)))
+    b = (4 * np.int64(low >= _HALF) + 2 * np.int64((low & _HIGH_WORDS) != 0)
+         + np.int64((low & _ODD_BYTES) != 0))
+    return b, m ^ low
+
+
+@jit_serial
+def _entry_shift(per_word):
+    """``log2`` of the bytes per entry of a word holding ``per_word`` entries (1-8)."""
+    return 0 if per_word >= 8 else (1 if per_word == 4 else (2 if per_word == 2 else 3))
+
 
 @jit_serial
 def _count_row(row):
@@ -333,7 +380,13 @@ def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, curso
     then one contiguous run of ``Y * C * T`` entries, entry ``p`` holding
     ``(y, c, t) = (p // (C*T), p // T % C, p % T)``. The run is scanned as
     :func:`scatter_frames` scans a frame row (zero 64-byte blocks and 8-byte words
-    skipped with one test each), and the event at time ``t < t_count`` goes to CSR
+    skipped with one test each), except that the events of a non-zero word are found
+    from its bits (:func:`_entry_bits`, :func:`_lowest_byte`) instead of by a test of
+    each entry: both passes together measured 58 -> 41 us per step on ``mid`` at 1 %
+    (20 int8 steps; vgg 87 -> 61, dil_grp 118 -> 83, int16 input 74 -> 53, float32
+    89 -> 79; 9.4 -> 9.1 at 0.1 %; one interleaved run). In :func:`scatter_frames`,
+    where each event's taps cost more than finding it, the same change measured
+    within noise (0.97-1.08x) and was not kept. The event at time ``t < t_count`` goes to CSR
     row ``((n * T + t + t_offset) * X + x)`` of the frames ``(N * T)`` that
     :func:`scatter_events` then adds frame by frame: the time-last input is never
     transposed, and each frame's scatter touches only that frame's output.
@@ -370,6 +423,7 @@ def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, curso
     # entries, see lavaconv.geometry.MAX_FRAME_ELEMENTS)
     inv_ct = 1.0 / ct
     inv_t = 1.0 / n_t
+    shift = _entry_shift(per_word)
     for r in prange(n_rows):
         n = r // x_in
         xi = r - n * x_in
@@ -388,7 +442,11 @@ def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, curso
             for q in range(q0, q1):
                 if wrow[q] == 0:
                     continue
-                for p in range(q * per_word, (q + 1) * per_word):
+                bits = (_entry_bits(np.uint64(wrow[q]), per_word) if per_word > 1
+                        else np.uint64(1))
+                while bits != 0:
+                    b, bits = _lowest_byte(bits)
+                    p = q * per_word + (b >> shift)
                     v = row[p]
                     if v == 0:
                         continue

@@ -1344,12 +1344,16 @@ class ConvEngine:
 #: time-last input in place (:meth:`ConvEngine.timelast_events`); above it, it
 #: transposes the sequence into frames and scans those (:meth:`ConvEngine.events`),
 #: whose per-entry copy then costs less than bucketing every event in two passes and
-#: scattering them from the list. Measured per step of 20-step runs against one
-#: ``step`` (this machine, 2 threads, interleaved): time-last in place 1.7-2.1x at
-#: 0.1-0.2 % on mid and vgg against 2.2-3.5x transposed; the two meet at 0.4 % on
-#: nmnist, mid (0.4-0.7 %), vgg (0.2-0.4 %), depthwise and dil_grp, and at 0.7-1 %
-#: on dvs128; at 5 % in place costs 2.1-5.9x, transposed 1.3-2.3x.
-TIMELAST_DENSITY = 0.004
+#: scattering them from the list. Measured per step of 20-step int8 runs against one
+#: ``step`` (this machine, 2 threads, interleaved, with the bucket pass walking the
+#: bits of each non-zero word): in place against transposed at 0.4 % 1.47x / 1.89x on
+#: mid, 1.61x / 2.22x on vgg, 1.90x / 2.44x on depthwise, 2.14x / 2.90x on dil_grp,
+#: 0.95x / 1.71x on dvs128; at 1 % 1.78x / 1.86x (mid), 1.77x / 1.95x (vgg),
+#: 1.90x / 1.97x (dil_grp), 1.31x / 1.76x (dvs128), 2.72x / 2.53x (depthwise); at 1.5 %
+#: transposed wins or ties on every layer but dvs128. nmnist's small frames meet at
+#: 0.4 % (0.41x / 0.40x). (Before the bit walk the two met at 0.2-0.7 %, and this
+#: was 0.004.)
+TIMELAST_DENSITY = 0.01
 
 #: Most prepared layers kept by :func:`prepare` (the least recently used go first).
 #: Each holds its re-laid-out weights and up to 64 MiB of scratch per thread.

@@ -381,6 +381,43 @@ def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype, route):
         np.testing.assert_array_equal(got[i] if n else got, expected)
 
 
+@given(seed=seeds(), x=st.integers(1, 4), y=st.integers(1, 5), c=st.sampled_from([1, 2, 4, 8]),
+       t=st.sampled_from([3, 4, 8, 12]), density=st.floats(0.0, 1.0),
+       dtype=st.sampled_from(["bool", "int8", "uint8", "int16", "float32", "int32",
+                              "float64", "int64"]),
+       binary=st.booleans(), t_offset=st.integers(0, 1))
+def test_timelast_bucket_finds_every_entry(seed, x, y, c, t, density, dtype, binary, t_offset):
+    """The in-place time-last scan (``ConvEngine.timelast_events``) against the
+    reference, frame by frame: rows read as words (``C * T`` a multiple of 8 entries
+    here unless ``C = 1`` and ``T = 3``, which walks entries), densities up to every
+    entry (several events in one word, at any of its entries), 1-, 2-, 4- and 8-byte
+    entries (the dtypes the models hand over: float16 arrives as float32), and float
+    -0.0, which is no event (not a spike in the binary rule)."""
+    rng = np.random.default_rng(seed)
+    w = int8_weights(rng, (3, 3, 3, c))
+    g = validate_geometry((x, y, c), w.shape, 1, 1, 1, 1)
+    layer = engine_mod.ConvEngine(w, g)
+    shape = (1, x, y, c, t)
+    values = rng.integers(1, 4, shape) * (1 if dtype in ("bool", "uint8") else
+                                          rng.choice([-1, 1], shape))
+    data = np.where(rng.random(shape) < density, values, 0).astype(dtype)
+    if data.dtype.kind == "f":  # -0.0 where no value is: the bits of a non-zero word
+        data[data == 0] = -0.0
+    acc = np.dtype(np.float64 if data.dtype.kind == "f" else np.int32)
+    t_count = t - t_offset
+    out = np.full((1, t + 1) + g.output_shape, 99, acc)
+    layer.timelast_events(data, binary, acc, out, t_count, t_offset)
+    messages = (data != 0).astype(np.int64) if binary else data.astype(acc)
+    for frame in range(t + 1):
+        k = frame - t_offset
+        if 0 <= k < t_count:
+            expected = conv_reference(messages[0, ..., k], w.astype(np.int64),
+                                      padding=(1, 1))
+        else:
+            expected = np.zeros(g.output_shape)
+        np.testing.assert_array_equal(out[0, frame], expected)
+
+
 def test_timelast_run_known_answer():
     """One spike at (x=1, y=1) of a 3x3 input at t=0 through a 3x3 all-ones kernel,
     padding 1: every output pixel within one step of (1, 1) sees it once, so
@@ -413,7 +450,7 @@ def test_timelast_path_is_taken_for_sparse_contiguous_input():
         assert calls == [(1, 16, 16, 8, 10)]
         model.run(np.asfortranarray(data))  # not C-contiguous: the frames path
         assert len(calls) == 1
-        # 2 % active, five times TIMELAST_DENSITY: transposed into frames (and still
+        # 2 % active, above TIMELAST_DENSITY: transposed into frames (and still
         # below the event path's crossover), so the in-place scan is not called
         dense_ish = rng.random((16, 16, 8, 10)) < 0.02
         assert model._engine.crossover_density(4) > 0.02
