@@ -53,7 +53,10 @@ _HALF = np.uint64(1 << 32)
 def _entry_bits(w, per_word):
     """One bit per non-zero entry of a word: bit ``8 * s * e`` for entry ``e``.
 
-    ``w`` holds ``per_word`` (2, 4 or 8) entries of ``s = 8 // per_word`` bytes. A
+    ``w`` holds ``per_word`` (2, 4 or 8) entries of ``s = 8 // per_word`` bytes, entry
+    ``e`` in bytes ``s*e .. s*e + s - 1`` counted from the low end: the word view of a
+    row on a little-endian CPU (every platform Numba supports; under
+    ``NUMBA_DISABLE_JIT=1`` on a big-endian host the entries would be misplaced). A
     non-zero bit pattern may still be a zero value (-0.0), so the caller tests the
     entry itself too. Walking these bits (:func:`_lowest_byte`) replaced the loop
     over every entry of a non-zero word in :func:`bucket_timelast`, whose branch on

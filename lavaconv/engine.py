@@ -1351,8 +1351,10 @@ class ConvEngine:
 #: 0.95x / 1.71x on dvs128; at 1 % 1.78x / 1.86x (mid), 1.77x / 1.95x (vgg),
 #: 1.90x / 1.97x (dil_grp), 1.31x / 1.76x (dvs128), 2.72x / 2.53x (depthwise); at 1.5 %
 #: transposed wins or ties on every layer but dvs128. nmnist's small frames meet at
-#: 0.4 % (0.41x / 0.40x). (Before the bit walk the two met at 0.2-0.7 %, and this
-#: was 0.004.)
+#: 0.4 % (0.41x / 0.40x). So between 0.4 and 1 % nmnist, and depthwise near 1 %,
+#: take the slightly slower path (one threshold for all layers; the results are the
+#: same either way). (Before the bit walk the two met at 0.2-0.7 %, and this was
+#: 0.004.)
 TIMELAST_DENSITY = 0.01
 
 #: Most prepared layers kept by :func:`prepare` (the least recently used go first).

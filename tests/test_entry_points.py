@@ -388,18 +388,20 @@ def test_timelast_run_equals_steps(g, seed, t, n, name, bits, dtype, route):
        binary=st.booleans(), t_offset=st.integers(0, 1))
 def test_timelast_bucket_finds_every_entry(seed, x, y, c, t, density, dtype, binary, t_offset):
     """The in-place time-last scan (``ConvEngine.timelast_events``) against the
-    reference, frame by frame: rows read as words (``C * T`` a multiple of 8 entries
-    here unless ``C = 1`` and ``T = 3``, which walks entries), densities up to every
-    entry (several events in one word, at any of its entries), 1-, 2-, 4- and 8-byte
-    entries (the dtypes the models hand over: float16 arrives as float32), and float
-    -0.0, which is no event (not a spike in the binary rule)."""
+    reference, frame by frame: rows read as 8-byte words (when ``Y * C * T`` entries
+    fill whole words) or entry by entry, densities up to every entry (several events
+    in one word, at any of its entries), 1-, 2-, 4- and 8-byte entries (the dtypes
+    the models hand over: float16 arrives as float32), values whose low byte is zero
+    (+-256 in the wider integers: only a high byte marks the event), and float -0.0,
+    which is no event (not a spike in the binary rule)."""
     rng = np.random.default_rng(seed)
     w = int8_weights(rng, (3, 3, 3, c))
     g = validate_geometry((x, y, c), w.shape, 1, 1, 1, 1)
     layer = engine_mod.ConvEngine(w, g)
     shape = (1, x, y, c, t)
-    values = rng.integers(1, 4, shape) * (1 if dtype in ("bool", "uint8") else
-                                          rng.choice([-1, 1], shape))
+    magnitudes = [1, 2, 3] + ([256] if np.dtype(dtype).itemsize > 1 else [])
+    values = rng.choice(magnitudes, shape) * (1 if dtype in ("bool", "uint8") else
+                                              rng.choice([-1, 1], shape))
     data = np.where(rng.random(shape) < density, values, 0).astype(dtype)
     if data.dtype.kind == "f":  # -0.0 where no value is: the bits of a non-zero word
         data[data == 0] = -0.0
