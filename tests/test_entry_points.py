@@ -155,6 +155,61 @@ def test_repeated_call_skips_validation_but_not_the_content_check(monkeypatch):
     assert not engine_mod._BY_CALL
 
 
+def test_repeated_conv_call_is_remembered_but_checked(monkeypatch):
+    """``utils.conv``'s own fast path (``engine._BY_CONV``): a repeated integer call
+    with the same arrays and plain arguments skips every validation and decision but
+    the weights' content check; what would be decided differently is never reused."""
+    engine_mod.clear_cache()
+    rng = np.random.default_rng(31)
+    w = rng.integers(-9, 10, (6, 3, 3, 4)).astype(np.int32)
+    x = rng.integers(-3, 4, (9, 8, 4)).astype(np.int8)
+    checked = []
+    real_check = utils.check_array
+    monkeypatch.setattr(utils, "check_array",
+                        lambda *a, **k: checked.append(a[1]) or real_check(*a, **k))
+    want = conv_reference(x, w, padding=(1, 1))
+    np.testing.assert_array_equal(utils.conv(x, w, 3, 1, 1, 1, 1), want)
+    assert checked == ["input"] and len(engine_mod._BY_CONV) == 1
+    x2 = rng.integers(-128, 128, x.shape).astype(np.int8)  # new values, same dtype
+    np.testing.assert_array_equal(utils.conv(x2, w, 3, 1, 1, 1, 1),
+                                  conv_reference(x2, w, padding=(1, 1)))
+    assert checked == ["input"]  # remembered: nothing validated again
+    w[1, 2, 0, 3] -= 5  # changed in place: the content check sends it the long way
+    np.testing.assert_array_equal(utils.conv(x, w, 3, 1, 1, 1, 1),
+                                  conv_reference(x, w, padding=(1, 1)))
+    assert checked == ["input", "input"]
+    with pytest.raises(ValueError, match="groups"):  # equal to 1, but not an int
+        utils.conv(x, w, 3, 1, 1, 1, True)
+    with pytest.raises(ValueError, match="path"):
+        utils.conv(x, w, 3, 1, 1, 1, 1, path="event")
+    # other dtypes of the same shape are keyed apart, and an input whose bound must
+    # be read from its data (int64 here), or that is converted first (big-endian),
+    # is never remembered
+    big = np.full((6, 3, 3, 4), 2**20, np.int64)
+    for xi, wi in ((x.astype(np.int16), w), (x.astype(">i2"), w),
+                   (x.astype(np.int64) * 2**30, big)):
+        before = len(engine_mod._BY_CONV)
+        for _ in range(2):
+            np.testing.assert_array_equal(
+                utils.conv(xi, wi, 3, 1, 1, 1, 1),
+                conv_reference(xi.astype(np.int64), wi, padding=(1, 1)).astype(wi.dtype))
+        assert len(engine_mod._BY_CONV) == before + (xi.dtype == np.int16)
+    engine_mod.clear_cache()
+    assert not engine_mod._BY_CONV
+
+
+def test_remembered_conv_calls_go_with_their_layer():
+    engine_mod.clear_cache()
+    x = np.ones((4, 4, 1), np.int8)
+    kept = [np.full((1, 1, 1, 1), i, np.int32) for i in range(engine_mod.CACHE_SIZE + 5)]
+    for i, w in enumerate(kept):
+        np.testing.assert_array_equal(utils.conv(x, w, 1, 1, 0, 1, 1), np.full((4, 4, 1), i))
+    layers = list(engine_mod._LAYERS.values())
+    assert 0 < len(engine_mod._BY_CONV) <= engine_mod.CACHE_SIZE
+    assert all(any(v[0] is layer for layer in layers) for v in engine_mod._BY_CONV.values())
+    engine_mod.clear_cache()
+
+
 def test_conv_events_takes_any_shape_sequence():
     w = np.ones((2, 3, 3, 1), np.int32)
     x, y, c = np.array([2]), np.array([2]), np.array([0])
