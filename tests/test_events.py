@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lavaconv.kernels import events as _events
 from reference import conv_reference
 from strategies import geometries, int8_weights, seeds, spikes
 
@@ -154,11 +155,14 @@ def test_event_scan_over_words_and_entries(dtype, y_c, misaligned):
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.float32, np.float64])
-def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype):
-    """One event at each position of 160-entry rows (2.5-20 blocks of 64 bytes): the
-    block and word skips must neither miss nor misplace it, in any block."""
-    shape = (3, 40, 4)
-    w = np.arange(1, 2 * 3 * 3 * 4 + 1, dtype=np.int32).reshape(2, 3, 3, 4)
+@pytest.mark.parametrize("shape", [(3, 40, 4), (3, 130, 4), (3, 43, 3)])
+def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype, shape):
+    """One event at each position of rows of 160, 520 and 129 entries: the scan's
+    masks of 64 words (20 to 520 words a row: one to nine masks, the last one
+    partial; 129 one-byte entries are not whole words, so they are scanned as
+    entries) must neither miss nor misplace it, in any mask or at any bit."""
+    c = shape[2]
+    w = np.arange(1, 2 * 3 * 3 * c + 1, dtype=np.int32).reshape(2, 3, 3, c)
     engine = ConvEngine(w, validate_geometry(shape, w.shape, 1, 1, 1, 1))
     frames = np.zeros((shape[1] * shape[2],) + shape, dtype)
     for t in range(shape[1] * shape[2]):  # frame t holds one event, at entry t of row 1
@@ -171,6 +175,11 @@ def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype):
         got = engine.exact(frames, path="events")
     np.testing.assert_array_equal(got, expected)
     assert not engine.events(np.zeros_like(frames[:1]), np.dtype(np.int64)).any()
+
+
+def test_bit_index_of_every_bit():
+    for k in range(64):
+        assert _events._bit_index(np.uint64(1) << np.uint64(k)) == k
 
 
 def test_auto_decides_once_and_writes_the_callers_out():
