@@ -40,9 +40,8 @@ from ._config import jit_parallel, jit_serial
 __all__ = ["bucket_events", "bucket_timelast", "count_sample", "scatter_events",
            "scatter_frames"]
 
-#: Words per block of the first skip test in :func:`bucket_timelast` (64 bytes).
-_SKIP_WORDS = 8
-#: Words per mask of :func:`scatter_frames`'s scan (one bit per word of a 64-bit mask).
+#: Words per mask of the scans of :func:`scatter_frames` and :func:`bucket_timelast`
+#: (one bit per word of a 64-bit mask).
 _MASK_WORDS = 64
 
 _BYTE_ONES = np.uint64(0x0101010101010101)
@@ -458,18 +457,16 @@ def bucket_timelast(rows, words, c_in, n_t, t_count, t_offset, x_in, fill, curso
         base = n * n_t + t_offset
         row = rows[r]
         wrow = words[r]
-        for q0 in range(0, n_words, _SKIP_WORDS):
-            q1 = min(q0 + _SKIP_WORDS, n_words)
-            if q1 - q0 == _SKIP_WORDS:  # skip a whole block of zero words
-                blk = wrow[q0:q1]
-                hit = False
-                for z in range(_SKIP_WORDS):
-                    hit |= blk[z] != 0
-                if not hit:
-                    continue
-            for q in range(q0, q1):
-                if wrow[q] == 0:
-                    continue
+        for q0 in range(0, n_words, _MASK_WORDS):
+            q1 = min(q0 + _MASK_WORDS, n_words)
+            blk = wrow[q0:q1]
+            m = _ZERO
+            for z in range(q1 - q0):  # one bit per non-zero word, as in scatter_frames
+                m |= np.uint64(blk[z] != 0) << np.uint64(z)
+            while m != _ZERO:
+                low = m ^ (m & (m - _ONE))
+                m ^= low
+                q = q0 + _bit_index(low)
                 bits = (_entry_bits(np.uint64(wrow[q]), per_word) if per_word > 1
                         else np.uint64(1))
                 while bits != 0:

@@ -1364,17 +1364,18 @@ class ConvEngine:
 #: transposes the sequence into frames and scans those (:meth:`ConvEngine.events`),
 #: whose per-entry copy then costs less than bucketing every event in two passes and
 #: scattering them from the list. Measured per step of 20-step int8 runs against one
-#: ``step`` (this machine, 2 threads, interleaved, with the bucket pass walking the
-#: bits of each non-zero word): in place against transposed at 0.4 % 1.47x / 1.89x on
-#: mid, 1.61x / 2.22x on vgg, 1.90x / 2.44x on depthwise, 2.14x / 2.90x on dil_grp,
-#: 0.95x / 1.71x on dvs128; at 1 % 1.78x / 1.86x (mid), 1.77x / 1.95x (vgg),
-#: 1.90x / 1.97x (dil_grp), 1.31x / 1.76x (dvs128), 2.72x / 2.53x (depthwise); at 1.5 %
-#: transposed wins or ties on every layer but dvs128. nmnist's small frames meet at
-#: 0.4 % (0.41x / 0.40x). So between 0.4 and 1 % nmnist, and depthwise near 1 %,
-#: take the slightly slower path (one threshold for all layers; the results are the
-#: same either way). (Before the bit walk the two met at 0.2-0.7 %, and this was
-#: 0.004.)
-TIMELAST_DENSITY = 0.01
+#: ``step`` (this machine, 2 threads, interleaved, with the bucket pass scanning
+#: 64-word masks and walking the bits of each non-zero word): in place against
+#: transposed at 1 % 1.31x / 1.46x on mid, 1.08x / 1.29x on vgg, 1.01x / 1.41x on
+#: dvs128, 2.34x / 2.30x on dil_grp, 1.85x / 1.82x on depthwise; at 2 % 1.48x / 1.34x
+#: (mid), 1.41x / 1.28x (vgg), 1.21x / 1.47x (dvs128), 2.17x / 1.72x (dil_grp),
+#: 1.73x / 1.68x (depthwise); at 5 % transposed wins or ties on every layer. nmnist's
+#: small frames are faster transposed from 0.4 % (0.42x / 0.41x). So nmnist below
+#: 1.5 %, dil_grp from 1 %, and dvs128 between 1.5 and 3 % take the slightly slower
+#: path (one threshold for all layers; the results are the same either way). (With
+#: the 8-word block test of the scan before, the two met at 1-1.5 % and this was
+#: 0.01; before the bit walk, at 0.2-0.7 %, and it was 0.004.)
+TIMELAST_DENSITY = 0.015
 
 #: Most prepared layers kept by :func:`prepare` (the least recently used go first).
 #: Each holds its re-laid-out weights and up to 64 MiB of scratch per thread.

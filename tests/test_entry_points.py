@@ -507,10 +507,10 @@ def test_timelast_path_is_taken_for_sparse_contiguous_input():
         assert calls == [(1, 16, 16, 8, 10)]
         model.run(np.asfortranarray(data))  # not C-contiguous: the frames path
         assert len(calls) == 1
-        # 2 % active, above TIMELAST_DENSITY: transposed into frames (and still
+        # 3 % active, above TIMELAST_DENSITY: transposed into frames (and still
         # below the event path's crossover), so the in-place scan is not called
-        dense_ish = rng.random((16, 16, 8, 10)) < 0.02
-        assert model._engine.crossover_density(4) > 0.02
+        dense_ish = rng.random((16, 16, 8, 10)) < 0.03
+        assert model._engine.crossover_density(4) > 0.03
         got = model.run(dense_ish)
         assert len(calls) == 1
         ref = PyConvModelFixed(conv)
