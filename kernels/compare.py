@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from ._config import jit_serial
 
-__all__ = ["same_values", "same_words"]
+__all__ = ["same_values", "same_words", "zero_one"]
 
 #: Entries compared between two early-exit tests.
 _BLOCK = 256
+#: The same for :func:`zero_one` (one byte an entry: longer blocks vectorise better;
+#: the ``depthwise`` frame 7.7 -> 4.9 us against 256).
+_ZERO_ONE_BLOCK = 4096
 
 
 @jit_serial
@@ -82,5 +85,39 @@ def same_values(a, b):
         for i in range(x.shape[0]):
             diff |= x[i] != y[i]  # (a mask OR: vectorises across the widening)
         if diff:
+            return False
+    return True
+
+
+@jit_serial
+def zero_one(a):
+    """Whether every entry of a 1-D unsigned integer array is 0 or 1.
+
+    Parameters
+    ----------
+    a : ndarray, (M,), uint8, uint16, uint32 or uint64
+        Integer (or bool) frames' entries viewed as unsigned integers of their size:
+        in two's complement only the values 0 and 1 have these bit patterns.
+
+    Returns
+    -------
+    bool
+
+    Notes
+    -----
+    Lets the dense path under the binary spike rule read integer spikes as they are
+    when they already are 0 and 1, instead of writing a converted copy (one read-only
+    pass instead of a read-and-write pass; the ``!= 0`` copy cost about 20 us of the
+    ``depthwise`` frame, this test 4.9 us). Blocks as in :func:`same_words`: the first
+    block holding another value ends the test.
+    """
+    n = a.shape[0]
+    for s in range(0, n, _ZERO_ONE_BLOCK):
+        e = min(s + _ZERO_ONE_BLOCK, n)
+        x = a[s:e]  # (indices from 0, as in same_words)
+        other = False
+        for i in range(x.shape[0]):
+            other |= x[i] > 1
+        if other:
             return False
     return True

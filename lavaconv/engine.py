@@ -220,8 +220,20 @@ def _check_path(path: str) -> str:
 
 
 def _spikes(frames: np.ndarray) -> np.ndarray:
-    """Frames under the binary spike rule: bool, ``True`` for every non-zero entry."""
-    return frames if frames.dtype == np.bool_ else frames != 0
+    """Frames under the binary spike rule: ``True`` for every non-zero entry.
+
+    Bool frames, and C-contiguous integer frames whose entries already are all 0 or
+    1 (:func:`lavaconv.kernels.compare.zero_one`, one read-only pass), are returned
+    as they are: the kernels then compute the same sums from them. Others become a
+    bool copy.
+    """
+    if frames.dtype == np.bool_:
+        return frames
+    flags = frames.flags
+    if (frames.dtype.kind in "iu" and frames.size and flags.c_contiguous and flags.aligned
+            and _compare.zero_one(frames.reshape(-1).view(_UNSIGNED[frames.itemsize]))):
+        return frames
+    return frames != 0
 
 
 def _tap_table(n_in: int, k: int, s: int, p: int, d: int, n_out: int) -> np.ndarray:

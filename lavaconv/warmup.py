@@ -12,6 +12,7 @@ import numpy as np
 from .engine import ConvEngine, prepare
 from .geometry import validate_geometry
 from .indexed import conv_events
+from .kernels import compare as _compare
 from .stream import conv_event_stream
 
 __all__ = ["warmup"]
@@ -30,7 +31,8 @@ def warmup() -> float:
     ``step``/``run`` of the three models with binary and graded input (int8, and
     for ``run`` also Lava's int32), and ``run`` on
     sparse time-last input (the in-place time-last scatter); ``conv_event_stream``;
-    the prepared-layer cache's content check for 1-, 2-, 4- and 8-byte weights. A
+    the prepared-layer cache's content check for 1-, 2-, 4- and 8-byte weights, and
+    the spike rule's 0/1 test for 1- to 8-byte integers. A
     test checks that every kernel of :mod:`lavaconv.kernels` is compiled by it. Other dtypes
     still compile on first use. Call it once at start-up to move the compile cost out
     of the first real call (see README, "Gotchas: compilation, threads, memory").
@@ -110,6 +112,9 @@ def warmup() -> float:
         geo = validate_geometry((2, 2, 1), w.shape)
         prepare(w, geo)
         prepare(w, geo)
+    # the binary spike rule's test for frames already holding only 0 and 1
+    for udtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        _compare.zero_one(np.zeros(2, udtype))
     # rows of an odd number of bytes: the event scan walks entries, not 8-byte words
     odd_shape, odd_wshape = (5, 5, 1), (2, 3, 3, 1)
     w = rng.integers(-3, 4, size=odd_wshape).astype(np.int8)

@@ -177,6 +177,36 @@ def test_event_scan_finds_an_event_at_every_position_of_a_long_row(dtype, shape)
     assert not engine.events(np.zeros_like(frames[:1]), np.dtype(np.int64)).any()
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64])
+@pytest.mark.parametrize("path", PATHS)
+def test_binary_rule_reads_zero_one_frames_as_they_are(dtype, path):
+    """Under the binary rule, integer frames holding only 0 and 1 are read as they
+    are, and one other value anywhere (-1, 2, the dtype's extremes; in the first,
+    a middle or the last block of the 0/1 test) still makes every non-zero a spike."""
+    from lavaconv.kernels import compare
+
+    rng = np.random.default_rng(5)
+    shape = (9, 80, 8)  # 5760 entries: two blocks of the 0/1 test
+    w = rng.integers(-9, 10, (3, 3, 3, 8)).astype(np.int32)
+    engine = ConvEngine(w, validate_geometry(shape, w.shape, 1, 1, 1, 1))
+    spikes = rng.random(shape) < 0.3
+    info = np.iinfo(dtype)
+    for value in {-1, 2, int(info.min), int(info.max)}:
+        if not info.min <= value <= info.max or value in (0, 1):
+            continue
+        for at in (0, 4100, spikes.size - 1):
+            x = spikes.astype(dtype)
+            x.reshape(-1)[at] = value
+            assert not compare.zero_one(x.reshape(-1).view(f"u{x.itemsize}"))
+            want = conv_reference(x != 0, w, padding=(1, 1))
+            np.testing.assert_array_equal(
+                engine.exact(x[None], 1, path=path, binary=True)[0], want)
+    x = spikes.astype(dtype)
+    assert compare.zero_one(x.reshape(-1).view(f"u{x.itemsize}"))
+    np.testing.assert_array_equal(engine.exact(x[None], 1, path=path, binary=True)[0],
+                                  conv_reference(spikes, w, padding=(1, 1)))
+
+
 def test_bit_index_of_every_bit():
     for k in range(64):
         assert _events._bit_index(np.uint64(1) << np.uint64(k)) == k
