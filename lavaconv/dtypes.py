@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "SPIKES_AS_IS",
     "F32_EXACT",
     "F64_EXACT",
     "INT32_LIMIT",
@@ -207,6 +208,14 @@ def _all_finite(x: np.ndarray) -> bool:
         if np.isfinite(np.add.reduce(x, axis=None)):
             return True
     return bool(np.isfinite(x).all())
+
+
+#: Dtypes of binary spike frames that :func:`check_array` returns as they are (native
+#: bool and integers, uint64 aside) and that every kernel reads in place under the spike
+#: rule (any non-zero entry is one spike): a binary model's ``step`` takes them to the
+#: engine with no further check or conversion. Floats need the finiteness check.
+SPIKES_AS_IS = frozenset(np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32))
 
 
 def check_array(x, name: str, ndim: int | None = None, *, messages: bool = False) -> np.ndarray:

@@ -59,7 +59,14 @@ from typing import ClassVar
 import numpy as np
 
 from . import _threads
-from .dtypes import F64_EXACT, INT32_LIMIT, INT64_LIMIT, check_array, int_result_dtype
+from .dtypes import (
+    F64_EXACT,
+    INT32_LIMIT,
+    INT64_LIMIT,
+    SPIKES_AS_IS,
+    check_array,
+    int_result_dtype,
+)
 from .engine import ConvEngine, empty, prepare
 from .geometry import validate_int_range
 from .kernels import layout as _layout
@@ -286,6 +293,10 @@ class _PyConvModel:
                     f"2**63; reduce the weight magnitudes."
                 )
         self._chunk = max(1, CHUNK_BYTES // self._frame_bytes())
+        # binary models whose spike sums are their output (no wrap, shift or cast:
+        # the usual case): step hands a frame of SPIKES_AS_IS straight to the engine
+        self._spike_dtype = (self._sum_dtype(1) if self.num_message_bits == 0
+                             and self._sums_are_result(1) else None)
 
     def _largest_message(self) -> int:
         """Largest ``|message|`` the model accepts: 1 (binary), else the payload range."""
@@ -375,6 +386,14 @@ class _PyConvModel:
         Integer models: int32 when every sum provably fits, else int64.
         """
         return int_result_dtype(max_abs * self._engine.weight_l1)
+
+    def _sums_are_result(self, max_abs: int) -> bool:
+        """Whether :meth:`_finish` returns the sums unchanged for messages bounded by ``max_abs``.
+
+        True when the sums (:meth:`_sum_dtype`) are already in :attr:`out_dtype` and
+        provably need no wrap, saturation or exponent.
+        """
+        raise NotImplementedError
 
     def _finish(self, sums: np.ndarray, max_abs: int,
                 out: np.ndarray | None = None) -> np.ndarray:
@@ -704,6 +723,14 @@ class _PyConvModel:
 
         """
         x = np.asarray(s_in)
+        if (self._spike_dtype is not None and self._state is None and x.dtype in SPIKES_AS_IS
+                and x.shape == self.geometry.input_shape and x.flags.c_contiguous
+                and self._a_buf.ndim == 3):
+            # the common case, decided once per model (_set_engine): what the general
+            # path below does for it, without its checks and conversions (none apply)
+            a_out = self._a_buf
+            self._a_buf = self._sums(x[np.newaxis], 1, self._spike_dtype, binary=True)[0]
+            return a_out
         held = self._held_batch()
         if held is not None:
             raise ValueError(
@@ -913,6 +940,9 @@ class PyConvModelFloat(_PyConvModel):
     def _sum_dtype(self, max_abs: int) -> np.dtype:
         return np.dtype(np.float64)
 
+    def _sums_are_result(self, max_abs: int) -> bool:
+        return True
+
     def _finish(self, sums: np.ndarray, max_abs: int,
                 out: np.ndarray | None = None) -> np.ndarray:
         """Float64 sum, no clamp."""
@@ -970,17 +1000,20 @@ class PyConvModelFixed(_PyConvModel):
         self.weight.setflags(write=False)
         self._set_engine(self.weight)
 
+    def _sums_are_result(self, max_abs: int) -> bool:
+        # proven |sum| < 2**23: the wrap is the identity (and the sums are int32)
+        return max_abs * self._engine.weight_l1 < 1 << (self.num_accum_bits - 1)
+
     def _sum_bytes(self, max_abs: int) -> int:
-        if max_abs * self._engine.weight_l1 < 1 << (self.num_accum_bits - 1):
+        if self._sums_are_result(max_abs):
             return 4  # int32 sums are the result
         return 8 + 8 + 4  # int64 sums, their wrap, the int32 result
 
     def _finish(self, sums: np.ndarray, max_abs: int,
                 out: np.ndarray | None = None) -> np.ndarray:
         """Exact sum, then ``wrap_to_bits(., 24)``."""
-        if max_abs * self._engine.weight_l1 >= 1 << (self.num_accum_bits - 1):
+        if not self._sums_are_result(max_abs):
             sums = wrap_to_bits(sums, self.num_accum_bits)
-        # else proven |sum| < 2**23: the wrap is the identity
         return _into(out, sums if sums.dtype == _INT32 else sums.astype(_INT32))
 
 
@@ -1114,9 +1147,12 @@ class PyConvModelBitAcc(_PyConvModel):
         b = self.num_message_bits
         return 1 if b == 0 else 1 << (b - 1)
 
+    def _sums_are_result(self, max_abs: int) -> bool:
+        return (not self._shifts() and _int32_fits(self._engine, max_abs)
+                and self._sum_bound(max_abs) < 1 << (self.num_accum_bits - 1))
+
     def _sum_bytes(self, max_abs: int) -> int:
-        if (not self._shifts() and _int32_fits(self._engine, max_abs)
-                and self._sum_bound(max_abs) < 1 << (self.num_accum_bits - 1)):
+        if self._sums_are_result(max_abs):
             return 4  # int32 sums are the result
         return 8 + 8 + 8 + 4  # int64 sums, exponent, wrap or saturate, int32 result
 

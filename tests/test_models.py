@@ -864,3 +864,39 @@ def test_run_rejects_a_bad_out_and_keeps_its_state(name):
         with pytest.raises(ValueError, match="out must be"):
             model.run(data, out=bad)
         np.testing.assert_array_equal(model.a_buf, before)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint16", "uint32", "int64", "float32"])
+def test_binary_steps_known_answers_with_and_without_a_finish(dtype):
+    """Known answers for steps of binary spikes (any non-zero entry is one spike), the
+    first step after construction aside (it emits zeros), where ``step`` hands the
+    frame straight to the layer when the sums are the output, and finishes them when
+    not. A 1x1 layer, out = sum of the weights of the spiking channels:
+
+    * Fixed, weights 2**23, 2**22 (sums need the 24-bit wrap): both spike
+      3 * 2**22 = 12582912 -> 12582912 - 2**24 = -4194304; the first 2**23 -> -2**23;
+      the second 2**22 (inside the range, unchanged);
+    * Fixed, weights 100, 27 (no wrap): 127, 100, 27;
+    * BitAcc, weights 100, 27, weight_exp=2 (sum times 4): 508, 400, 108;
+    * BitAcc, weights 100, 27, weight_exp=0: 127, 100, 27;
+    * Float, weights 0.5, 0.25: 0.75, 0.5, 0.25.
+    """
+    spike = True if dtype == "bool" else 5  # a spike of value 5: still one spike
+    frames = [np.array(v, dtype).reshape(1, 1, 2) * spike if dtype != "bool"
+              else np.array(v, bool).reshape(1, 1, 2)
+              for v in ([1, 1], [1, 0], [0, 1], [1, 1])]
+    cases = [
+        (PyConvModelFixed(_one_by_one(np.array([2**23, 2**22], np.int32))),
+         [-4194304, -2**23, 2**22]),
+        (PyConvModelFixed(_one_by_one(np.array([100, 27], np.int32))), [127, 100, 27]),
+        (PyConvModelBitAcc(_one_by_one(np.array([100, 27], np.int32), weight_exp=2)),
+         [508, 400, 108]),
+        (PyConvModelBitAcc(_one_by_one(np.array([100, 27], np.int32))), [127, 100, 27]),
+        (PyConvModelFloat(_one_by_one(np.array([0.5, 0.25]))), [0.75, 0.5, 0.25]),
+    ]
+    for model, answers in cases:
+        assert model.step(frames[0])[0, 0, 0] == 0
+        got = [model.step(f)[0, 0, 0] for f in frames[1:]]
+        assert got == answers, type(model).__name__
+        assert model.a_buf[0, 0, 0] == answers[0]
+        assert model.step(frames[0]).dtype == model.out_dtype
