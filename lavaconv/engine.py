@@ -44,6 +44,7 @@ import os
 import threading
 from collections import OrderedDict
 
+import numba
 import numpy as np
 
 from . import _threads
@@ -63,6 +64,7 @@ from .kernels import compare as _compare
 from .kernels import dense as _dense
 from .kernels import events as _events
 from .kernels import layout as _layout
+from .kernels import vnni as _vnni
 
 __all__ = ["ConvEngine", "PATHS", "clear_cache", "empty", "prepare"]
 
@@ -90,6 +92,11 @@ _COST = {
     "dot_iter": 4.0e-9,
     "dot_vector": 1.4e-9,
     "dot_scalar": 3.5e-10,
+    # the VNNI dot kernel (kernels/vnni.py): per 64-byte vector of a padded run, per
+    # (2 pixels x 4 channels) block and tap row, beside dot_iter per block; fitted on
+    # this session's Intel Xeon to mid (0.49 ms) and vgg (0.76 ms) graded, one run
+    # while another job shared the machine (both fits gave 1.85-1.95e-9)
+    "vnni_vector": 1.9e-9,
     # depthwise kernel: per (output pixel, tap, 16 channels) vector
     "dw_vector": 5.5e-10,
     # channel-plane kernel (few input channels; fitted to dvs128 0.183 and nmnist
@@ -127,6 +134,30 @@ _SCRATCH_MAX_BYTES = 64 * 2**20
 _BLOCK_BYTES = 256 * 2**10
 #: Kernel-row runs (``KY * C_in``) shorter than this take the gathered-rows dot kernel.
 _ROWS_RUN = 128
+
+
+def _host_has_vnni() -> bool:
+    """Whether the kernels compile for this CPU and it has AVX512-VNNI.
+
+    False with the JIT disabled (the VNNI kernel's dot products are emitted as
+    machine instructions and have no Python form), when ``NUMBA_CPU_NAME`` or
+    ``NUMBA_CPU_FEATURES`` asks for another target (a portable cache), or when
+    ``LAVACONV_NO_VNNI=1``.
+    """
+    if numba.config.DISABLE_JIT or os.environ.get("LAVACONV_NO_VNNI", "") not in ("", "0"):
+        return False
+    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
+        return False
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("avx512vnni", False))
+
+
+#: Whether layers use the VNNI dense kernel where it applies (:attr:`ConvEngine.vnni`).
+VNNI: bool = _host_has_vnni()
+#: Input dtypes the VNNI kernel reads (int8 as ``x XOR 0x80``); binary frames of any
+#: integer dtype too (their values are 0 and 1).
+_VNNI_READS = frozenset(np.dtype(t) for t in (np.bool_, np.uint8, np.int8))
 #: The automatic path choice counts events in evenly spaced input rows holding
 #: about this many entries (all rows when the input is smaller).
 _SAMPLE_ELEMENTS = 4096
@@ -284,10 +315,12 @@ class _ExactCall:
         The scatter applies the binary spike rule.
     """
 
-    __slots__ = ("acc", "binary", "events", "limit")
+    __slots__ = ("acc", "binary", "events", "limit", "vnni")
 
-    def __init__(self, limit: float, events: tuple, acc: np.dtype, binary: bool) -> None:
+    def __init__(self, limit: float, events: tuple, acc: np.dtype, binary: bool,
+                 vnni: bool = False) -> None:
         self.limit, self.events, self.acc, self.binary = limit, events, acc, binary
+        self.vnni = vnni
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -368,6 +401,11 @@ class ConvEngine:
                                 "dot_rows" if self._rows_dot else
                                 "dot" if not self.depthwise else
                                 "depthwise_direct" if g.stride[1] == 1 else "depthwise")
+        #: ``(KXr, run, RUNP)`` when exact sums of uint8/int8 input run on the VNNI dot
+        #: kernel (:mod:`lavaconv.kernels.vnni`), else None: a dot layer with one
+        #: merged run per tap row (one group, ``dy == 1``), integer weights in
+        #: -128..127, on a host with AVX512-VNNI (:data:`VNNI`).
+        self.vnni: tuple[int, int, int] | None = self._vnni_plan()
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
         #: Density up to which :meth:`timelast_pays` reads time-last sequences in
@@ -424,6 +462,42 @@ class ConvEngine:
             self._exact_calls.clear()  # decisions keyed by the old value: freed
 
     # -- preparation ---------------------------------------------------------------
+    def _vnni_plan(self) -> tuple[int, int, int] | None:
+        """Return the VNNI kernel's ``(KXr, run, RUNP)`` for this layer, or None (:attr:`vnni`)."""
+        g = self.geometry
+        w = self.weight
+        if not (VNNI and self.dense_kind in ("dot", "dot_rows") and g.groups == 1
+                and g.dilation[1] == 1 and w.dtype.kind in "iu" and w.size):
+            return None
+        if int(w.min()) < -128 or int(w.max()) > 127:
+            return None
+        (kx, ky), c = g.kernel_size, g.in_channels
+        kxr, run = (1, kx * ky * c) if self._rows_dot else (kx, ky * c)
+        runp = -(-run // 64) * 64
+        if 255 * 128 * runp >= INT32_LIMIT:  # an int32 lane of one tap row could overflow
+            return None
+        return kxr, run, runp
+
+    def _prepare_vnni(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weights for the VNNI kernel (flat int8, runs padded) and ``128 * sum(W[k])``."""
+        prepared = self._prepared.get("vnni")
+        if prepared is not None:
+            return prepared
+        kxr, run, runp = self.vnni
+        (w,) = self._prepare(np.dtype(np.int8))
+        c_out = w.shape[0]
+        wu = np.zeros((c_out, kxr, runp), np.int8)
+        wu[:, :, :run] = w.reshape(c_out, kxr, run)
+        corr = 128 * self.weight.reshape(c_out, -1).astype(np.int64).sum(axis=1)
+        prepared = (aligned_copy(wu).reshape(-1), np.ascontiguousarray(corr))
+        with self._lock:
+            self._prepared["vnni"] = prepared
+        return prepared
+
+    def vnni_reads(self, dtype: np.dtype, binary: bool) -> bool:
+        """Whether exact sums of frames of ``dtype`` run on the VNNI kernel (dense path)."""
+        return self.vnni is not None and (dtype in _VNNI_READS or (binary and dtype.kind in "iub"))
+
     def _prepare(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         prepared = self._prepared.get(dtype)
         if prepared is not None:
@@ -498,7 +572,8 @@ class ConvEngine:
         itemsize : int
             Size in bytes of the event path's accumulator (its output): 4 or 8.
         dense_itemsize : int, optional
-            Size of the dense path's accumulator (default ``itemsize``).
+            Size of the dense path's accumulator (default ``itemsize``); 1: the VNNI
+            kernel on uint8 input (:attr:`vnni`).
 
         Returns
         -------
@@ -526,6 +601,10 @@ class ConvEngine:
             dense += vectors * c["dw_vector"] * dwide
             if g.stride[1] == 1:  # the unpadded kernel: no padded copy, cast in place
                 dense -= n_in * c["dense_per_in"] + n_out * c["dense_per_out"]
+        elif dense_itemsize == 1 and self.vnni is not None:  # the VNNI kernel, uint8 input
+            kxr, _, runp = self.vnni
+            iters = n_frames * x_out * -(-y_out // 2) * -(-c_out // 4) * kxr
+            dense += iters * (c["dot_iter"] + c["vnni_vector"] * runp / 64)
         else:
             if self._rows_dot:  # one run over the gathered rows
                 nj, run, taps = 1, kx * ky * g.in_channels, 1
@@ -990,6 +1069,69 @@ class ConvEngine:
                                       nj, run, res)
         return res if cast else out
 
+    def _dense_vnni(self, frames: np.ndarray, dtype: np.dtype,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Exact dense convolution on the VNNI kernel (:mod:`lavaconv.kernels.vnni`).
+
+        Parameters
+        ----------
+        frames : ndarray, (N, X, Y, C_in)
+            bool, uint8 or int8 frames, or 0/1 frames of any integer dtype
+            (:meth:`vnni_reads`).
+        dtype : numpy.dtype
+            int32 or int64: the result (every sum fits, checked by the caller).
+        out : ndarray, optional
+            Where to write (C-contiguous, ``dtype``); new when omitted.
+
+        Notes
+        -----
+        In chunks of frames whose uint8 copy (padded input or gathered rows, plus
+        the 64-entry tail the kernel may read past the last run) stays within
+        ``_DENSE_CHUNK_BYTES``. int8 frames are copied as their bytes and then XORed
+        with ``0x80`` (``x + 128``, the border becoming ``0x80`` too), which the
+        kernel's ``128 * sum(W[k])`` correction takes back out.
+        """
+        g = self.geometry
+        kxr, _, runp = self.vnni
+        wu, corr = self._prepare_vnni()
+        n = frames.shape[0]
+        if out is None:
+            out = empty((n,) + g.output_shape, dtype)
+        (x_in, y_in, c_in), (px, py), (sx, sy), dx = (g.input_shape, g.padding, g.stride,
+                                                      g.dilation[0])
+        biased = frames.dtype == np.int8
+        if frames.dtype not in _VNNI_READS:  # binary 0/1 frames of a wider integer dtype
+            frames = frames.astype(np.uint8)  # (NumPy's cast: no kernel signature per dtype)
+        source = frames.view(np.uint8) if biased else frames
+        per_frame = self._copy_entries()
+        chunk = max(1, _DENSE_CHUNK_BYTES // per_frame)
+        no_corr = np.zeros_like(corr)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            m = stop - start
+            flat = self._scratch("vnni", (m * per_frame + 64,), np.dtype(np.uint8))
+            src = np.ascontiguousarray(source[start:stop])
+            with _threads.launch():
+                if self._rows_dot:
+                    kx, x_out = g.kernel_size[0], g.output_shape[0]
+                    rows = flat[:m * per_frame].reshape(m, x_out, y_in + 2 * py, kx * c_in)
+                    _dense.rows_cast(src, rows, px, py, sx, dx)
+                    n_rows, row_len, r_sx, r_dx, ystep = x_out, per_frame // x_out, 1, 1, \
+                        sy * kx * c_in
+                else:
+                    padded = flat[:m * per_frame].reshape(m, x_in + 2 * px, y_in + 2 * py,
+                                                          c_in)
+                    _dense.pad_cast(src, padded, px, py)
+                    n_rows, row_len, r_sx, r_dx, ystep = x_in + 2 * px, \
+                        (y_in + 2 * py) * c_in, sx, dx, sy * c_in
+            if biased:
+                np.bitwise_xor(flat, 0x80, out=flat)
+            with _threads.launch():
+                _vnni.conv_dense_vnni(flat, n_rows, row_len, wu, kxr, runp,
+                                      corr if biased else no_corr, out[start:stop],
+                                      r_sx, r_dx, ystep)
+        return out
+
     def dense_scratch_entries(self, input_dtype: np.dtype | None = None,
                               acc: np.dtype | None = None) -> int:
         """Entries per frame of the dense path's input copies (cast; padded, planes or rows).
@@ -1244,6 +1386,8 @@ class ConvEngine:
             return self._scatter(call.events, rows, out, call.binary, None)
         if binary:
             frames = _spikes(frames)
+        if call.vnni:
+            return self._dense_vnni(frames, call.dtype, out)
         if call.acc == call.dtype:
             return self.dense(frames, call.acc, out=out)
         # exact float (or int64) accumulator in scratch (one chunk of frames at a
@@ -1283,13 +1427,15 @@ class ConvEngine:
                     f"the exact convolution sum may reach {bound * self.weight_l1}, beyond "
                     f"{out_dtype}; use out_dtype=int64.")
             dense_dtype = exact_accumulator(bound * self.weight_l1)
+        vnni = self.vnni_reads(frames.dtype, binary)
         if path == "auto":
             n_in = n * self._n_in
-            limit = self.crossover_density(out_dtype.itemsize, dense_dtype.itemsize) * n_in
+            limit = self.crossover_density(out_dtype.itemsize,
+                                           1 if vnni else dense_dtype.itemsize) * n_in
         else:
             limit = _ALWAYS if path == "events" else -_ALWAYS
         call = _ExactCall(limit, self._event_plan(n, out_dtype), dense_dtype,
-                          binary or frames.dtype == np.bool_)
+                          binary or frames.dtype == np.bool_, vnni)
         if key is not None and not from_data:
             with self._lock:
                 if len(self._exact_calls) >= _MAX_CALLS:

@@ -20,7 +20,11 @@ def test_warmup_compiles_every_kernel():
 
     lavaconv.warmup()
     missing = []
-    modules = [m.name for m in pkgutil.iter_modules(kernels.__path__) if m.name != "_config"]
+    from lavaconv.engine import VNNI
+
+    # (the VNNI kernel exists only for hosts with AVX512-VNNI: warmed there)
+    modules = [m.name for m in pkgutil.iter_modules(kernels.__path__)
+               if m.name != "_config" and (VNNI or m.name != "vnni")]
     assert "events" in modules and "dense" in modules
     for modname in modules:
         module = importlib.import_module(f"lavaconv.kernels.{modname}")

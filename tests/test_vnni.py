@@ -1,0 +1,142 @@
+"""The VNNI dense kernel (lavaconv.kernels.vnni): exact against the reference.
+
+Runs where the host has AVX512-VNNI and the JIT is on (``lavaconv.engine.VNNI``);
+elsewhere the layers use the float32 dot kernel, which the other tests check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import conv_reference
+
+from lavaconv import engine as engine_module
+from lavaconv.engine import ConvEngine
+from lavaconv.geometry import validate_geometry
+
+pytestmark = pytest.mark.skipif(not engine_module.VNNI,
+                                reason="no AVX512-VNNI on this host, or the JIT is off")
+
+
+def _frames(rng, shape, kind):
+    if kind == "int8":  # the whole int8 range: -128 is the value the bias maps to 0
+        return rng.integers(-128, 128, size=shape).astype(np.int8)
+    if kind == "uint8":
+        return rng.integers(0, 256, size=shape).astype(np.uint8)
+    if kind == "bool":
+        return rng.random(shape) < 0.5
+    return (rng.random(shape) < 0.3).astype(np.int32)  # binary spikes in int32
+
+
+@given(seed=st.integers(0, 2**32 - 1), c_in=st.integers(1, 80), c_out=st.integers(1, 9),
+       kx=st.integers(1, 3), ky=st.integers(1, 3), extra=st.integers(0, 4),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), dx=st.integers(1, 2),
+       n=st.integers(1, 2), kind=st.sampled_from(["int8", "uint8", "bool", "spikes"]),
+       wdtype=st.sampled_from([np.int8, np.int16, np.int32]),
+       out_dtype=st.sampled_from([np.int32, np.int64]))
+def test_vnni_dense_matches_reference(seed, c_in, c_out, kx, ky, extra, stride, padding,
+                                      dx, n, kind, wdtype, out_dtype):
+    """Every layer the kernel takes (one group, dy == 1, weights in -128..127; on the
+    padded input or on gathered rows, runs padded to 64, odd pixel and channel tails,
+    x-dilation, strides, padding) and every input it reads: exact sums."""
+    rng = np.random.default_rng(seed)
+    shape = ((kx - 1) * dx + 1 + extra, ky + extra, c_in)
+    wshape = (c_out, kx, ky, c_in)
+    g = validate_geometry(shape, wshape, stride, padding, (dx, 1), 1)
+    w = rng.integers(-128, 128, size=wshape).astype(wdtype)
+    engine = ConvEngine(w, g)
+    if engine.dense_kind in ("dot", "dot_rows"):
+        assert engine.vnni is not None
+    x = _frames(rng, (n,) + shape, kind)
+    binary = kind == "spikes"
+    got = engine.exact(x, path="dense", out_dtype=out_dtype, binary=binary)
+    want = np.stack([conv_reference(f.astype(np.int64), w.astype(np.int64), stride,
+                                    padding, (dx, 1), 1) for f in x])
+    assert got.dtype == out_dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_vnni_known_answers_at_the_ends_of_the_ranges():
+    """A 1x1 layer over 64 channels (one 64-byte vector per run): input -128 times
+    weight -128 is 16384 per channel, 64 * 16384 = 1048576; uint8 255 times 127 is
+    32385, 64 * 32385 = 2072640; times -128: -2088960; and bool True times -128: -8192."""
+    c = 64
+    g = validate_geometry((1, 2, c), (2, 1, 1, c))
+    w = np.empty((2, 1, 1, c), np.int8)
+    w[0], w[1] = -128, 127
+    engine = ConvEngine(w, g)
+    assert engine.vnni is not None
+    x = np.full((1, 1, 2, c), -128, np.int8)
+    np.testing.assert_array_equal(engine.exact(x, path="dense")[0, 0, 0], [1048576, -1040384])
+    u = np.full((1, 1, 2, c), 255, np.uint8)
+    np.testing.assert_array_equal(engine.exact(u, path="dense")[0, 0, 0], [-2088960, 2072640])
+    b = np.ones((1, 1, 2, c), bool)
+    np.testing.assert_array_equal(engine.exact(b, path="dense")[0, 0, 0], [-8192, 8128])
+
+
+def test_layers_outside_the_kernel_keep_the_float_dot_kernel():
+    """Weights beyond int8, float weights, groups and y-dilation are not taken."""
+    g = validate_geometry((6, 6, 32), (4, 3, 3, 32), 1, 1)
+    assert ConvEngine(np.full((4, 3, 3, 32), 128, np.int32), g).vnni is None
+    assert ConvEngine(np.ones((4, 3, 3, 32), np.float32), g).vnni is None
+    assert ConvEngine(np.ones((4, 3, 3, 16), np.int8),
+                      validate_geometry((6, 6, 32), (4, 3, 3, 16), 1, 1, 1, 2)).vnni is None
+    assert ConvEngine(np.ones((4, 3, 3, 32), np.int8),
+                      validate_geometry((6, 9, 32), (4, 3, 3, 32), 1, 1, (1, 2))).vnni is None
+
+
+def test_other_input_dtypes_take_the_float_dot_kernel(monkeypatch):
+    """int16 payloads are not read by the VNNI kernel: it is never called for them."""
+    from lavaconv.kernels import vnni
+
+    calls = []
+    real = vnni.conv_dense_vnni
+    monkeypatch.setattr(vnni, "conv_dense_vnni", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, size=(4, 3, 3, 32)).astype(np.int8)
+    engine = ConvEngine(w, validate_geometry((6, 6, 32), w.shape, 1, 1))
+    x = rng.integers(-300, 300, size=(1, 6, 6, 32)).astype(np.int16)
+    want = conv_reference(x[0].astype(np.int64), w.astype(np.int64), (1, 1), (1, 1))
+    np.testing.assert_array_equal(engine.exact(x, path="dense")[0], want)
+    assert calls == []
+    engine.exact(x.astype(np.int8) // 3, path="dense")
+    assert calls == [1]
+
+
+def test_vnni_chunks_reuse_one_scratch_buffer(monkeypatch):
+    """Frames go through the kernel in chunks of one uint8 copy each; the last, shorter
+    chunk and a later single frame reuse the kept buffer, and the results stay exact."""
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, size=(5, 3, 3, 8)).astype(np.int8)
+    engine = ConvEngine(w, validate_geometry((9, 7, 8), w.shape, 1, 1))
+    assert engine.vnni is not None
+    monkeypatch.setattr(engine_module, "_DENSE_CHUNK_BYTES", 2 * engine._copy_entries())
+    x = rng.integers(-128, 128, size=(5, 9, 7, 8)).astype(np.int8)
+    first = engine.exact(x, path="dense", out_dtype=np.int32)  # chunks of 2, 2, 1
+    kept = engine._local.vnni
+    assert kept.shape[0] == 2 * engine._copy_entries() + 64
+    one = engine.exact(x[:1], path="dense", out_dtype=np.int32)
+    assert engine._local.vnni is kept
+    want = np.stack([conv_reference(f.astype(np.int64), w.astype(np.int64), (1, 1), (1, 1))
+                     for f in x])
+    np.testing.assert_array_equal(first, want)
+    np.testing.assert_array_equal(one, want[:1])
+
+
+def test_no_vnni_environment_variable_keeps_the_float_kernel():
+    """LAVACONV_NO_VNNI=1 (read at import) turns the kernel off; layers report it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from lavaconv import engine; "
+            "from lavaconv.geometry import validate_geometry; "
+            "g = validate_geometry((6, 6, 32), (4, 3, 3, 32), 1, 1); "
+            "print(engine.VNNI, engine.ConvEngine(np.ones((4, 3, 3, 32), np.int8), g).vnni)")
+    env = dict(os.environ, LAVACONV_NO_VNNI="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "None"]
