@@ -141,16 +141,18 @@ def _host_has_vnni() -> bool:
 
     False with the JIT disabled (the VNNI kernel's dot products are emitted as
     machine instructions and have no Python form), when ``NUMBA_CPU_NAME`` or
-    ``NUMBA_CPU_FEATURES`` asks for another target (a portable cache), or when
-    ``LAVACONV_NO_VNNI=1``.
+    ``NUMBA_CPU_FEATURES`` asks for another target (a portable cache), when Numba
+    leaves AVX out (``NUMBA_ENABLE_AVX=0``), or when ``LAVACONV_NO_VNNI=1``.
     """
     if numba.config.DISABLE_JIT or os.environ.get("LAVACONV_NO_VNNI", "") not in ("", "0"):
         return False
     if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
         return False
-    from llvmlite import binding
+    from numba.core import codegen
 
-    return bool(binding.get_host_cpu_features().get("avx512vnni", False))
+    # the features Numba itself targets (it drops every AVX one when NUMBA_ENABLE_AVX is
+    # off, also by default on hosts that report a baseline CPU name)
+    return "+avx512vnni" in str(codegen.get_host_cpu_features()).split(",")
 
 
 #: Whether layers use the VNNI dense kernel where it applies (:attr:`ConvEngine.vnni`).

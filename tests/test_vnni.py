@@ -127,7 +127,7 @@ def test_vnni_chunks_reuse_one_scratch_buffer(monkeypatch):
 
 
 def test_no_vnni_environment_variable_keeps_the_float_kernel():
-    """LAVACONV_NO_VNNI=1 (read at import) turns the kernel off; layers report it."""
+    """LAVACONV_NO_VNNI=1 and NUMBA_ENABLE_AVX=0 (read at import) turn the kernel off."""
     import os
     import subprocess
     import sys
@@ -136,7 +136,8 @@ def test_no_vnni_environment_variable_keeps_the_float_kernel():
             "from lavaconv.geometry import validate_geometry; "
             "g = validate_geometry((6, 6, 32), (4, 3, 3, 32), 1, 1); "
             "print(engine.VNNI, engine.ConvEngine(np.ones((4, 3, 3, 32), np.int8), g).vnni)")
-    env = dict(os.environ, LAVACONV_NO_VNNI="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert out == ["False", "None"]
+    for name in ("LAVACONV_NO_VNNI", "NUMBA_ENABLE_AVX"):  # (AVX off: Numba's own target)
+        env = dict(os.environ, **{name: "1" if name == "LAVACONV_NO_VNNI" else "0"})
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        assert out == ["False", "None"], name
