@@ -33,7 +33,7 @@ What the kernels read
 Every input dtype a kernel reads compiles one more machine-code version of it (2-3 s
 each for the parallel kernels, cold), so the kernels read frames in few dtypes
 (:func:`kernel_input`): on the dense path bool, uint8, int8, int16 and the accumulator's
-own dtype as they are (the VNNI dot kernel, where the host has it: bool, uint8 and int8
+own dtype as they are (the VNNI kernels, where the host has them: bool, uint8 and int8
 as bytes), and any other input cast to the accumulator by NumPy first (one
 pass over the input into reused scratch, small beside the dense convolution); the event
 path reads every dtype as it is (a copy there would cost as much as the convolution),

@@ -97,6 +97,12 @@ _COST = {
     # this session's Intel Xeon to mid (0.49 ms) and vgg (0.76 ms) graded, one run
     # while another job shared the machine (both fits gave 1.85-1.95e-9)
     "vnni_vector": 1.9e-9,
+    # the depthwise VNNI kernel: per packed uint32 entry (4 column taps of one channel),
+    # per (cell of 16 channels, kernel row, tap group) vpdpbusd; least squares over
+    # seven depthwise layers (3x3 to 7x7, 14x14x512 to 112x112x32, strides 1 and 2),
+    # int8 input, 2 threads, this session's AMD EPYC (Zen 4), one noisy run
+    "vnni_pack": 1.5e-10,
+    "vnni_dw_tap": 4.9e-10,
     # depthwise kernel: per (output pixel, tap, 16 channels) vector
     "dw_vector": 5.5e-10,
     # channel-plane kernel (few input channels; fitted to dvs128 0.183 and nmnist
@@ -404,9 +410,10 @@ class ConvEngine:
                                 "dot" if not self.depthwise else
                                 "depthwise_direct" if g.stride[1] == 1 else "depthwise")
         #: ``(KXr, run, RUNP)`` when exact sums of uint8/int8 input run on the VNNI dot
-        #: kernel (:mod:`lavaconv.kernels.vnni`), else None: a dot layer with one
-        #: merged run per tap row (one group, ``dy == 1``), integer weights in
-        #: -128..127, on a host with AVX512-VNNI (:data:`VNNI`).
+        #: kernel (:mod:`lavaconv.kernels.vnni`), ``(KX, G, C16)`` when they run on its
+        #: depthwise kernel, else None: a dot layer with one merged run per tap row (one
+        #: group, ``dy == 1``) or a depthwise layer, integer weights in -128..127, on a
+        #: host with AVX512-VNNI (:data:`VNNI`).
         self.vnni: tuple[int, int, int] | None = self._vnni_plan()
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
@@ -465,13 +472,28 @@ class ConvEngine:
 
     # -- preparation ---------------------------------------------------------------
     def _vnni_plan(self) -> tuple[int, int, int] | None:
-        """Return the VNNI kernel's ``(KXr, run, RUNP)`` for this layer, or None (:attr:`vnni`)."""
+        """Return the VNNI kernel's plan for this layer, or None (:attr:`vnni`).
+
+        ``(KXr, run, RUNP)`` for the dot kernel; on a depthwise layer ``(KX, G, C16)``
+        for :func:`lavaconv.kernels.vnni.conv_depthwise_vnni` (``G = ceil(KY / 4)``
+        packed tap groups, channels rounded up to 16).
+        """
         g = self.geometry
         w = self.weight
-        if not (VNNI and self.dense_kind in ("dot", "dot_rows") and g.groups == 1
-                and g.dilation[1] == 1 and w.dtype.kind in "iu" and w.size):
+        if not (VNNI and w.dtype.kind in "iuf" and w.size):
+            return None
+        if w.dtype.kind == "f" and not np.array_equal(w, np.trunc(w)):  # (NaN, inf too)
             return None
         if int(w.min()) < -128 or int(w.max()) > 127:
+            return None
+        if self.depthwise:
+            (kx, ky), c16 = g.kernel_size, -(-g.in_channels // 16) * 16
+            n_groups = -(-ky // 4)
+            if 255 * 128 * 4 * kx * n_groups >= INT32_LIMIT:  # a lane's sum could overflow
+                return None
+            return kx, n_groups, c16
+        if not (self.dense_kind in ("dot", "dot_rows") and g.groups == 1
+                and g.dilation[1] == 1):
             return None
         (kx, ky), c = g.kernel_size, g.in_channels
         kxr, run = (1, kx * ky * c) if self._rows_dot else (kx, ky * c)
@@ -480,10 +502,18 @@ class ConvEngine:
             return None
         return kxr, run, runp
 
-    def _prepare_vnni(self) -> tuple[np.ndarray, np.ndarray]:
-        """Weights for the VNNI kernel (flat int8, runs padded) and ``128 * sum(W[k])``."""
+    def _prepare_vnni(self) -> tuple[np.ndarray, ...]:
+        """Weights for the VNNI kernel (flat int8, runs padded) and ``128 * sum(W[k])``.
+
+        On a depthwise layer: :meth:`_prepare_vnni_depthwise`.
+        """
         prepared = self._prepared.get("vnni")
         if prepared is not None:
+            return prepared
+        if self.depthwise:
+            prepared = self._prepare_vnni_depthwise()
+            with self._lock:
+                self._prepared["vnni"] = prepared
             return prepared
         kxr, run, runp = self.vnni
         (w,) = self._prepare(np.dtype(np.int8))
@@ -495,6 +525,31 @@ class ConvEngine:
         with self._lock:
             self._prepared["vnni"] = prepared
         return prepared
+
+    def _prepare_vnni_depthwise(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Packed weights and lane start values (int8, other input): depthwise VNNI kernel.
+
+        ``wq[i, g, c]`` holds in byte ``t`` the correlation-ordered weight of tap
+        ``(i, 4 g + t)`` of channel ``c`` (``W[c, KX-1-i, KY-1-(4 g + t), 0]``; zero past
+        the kernel and the channels); ``init`` per range ``lo..hi-1`` of kernel rows
+        inside the input: ``-128`` times their weights' sum (the int8 inputs' ``x XOR
+        0x80`` correction), and zeros (bool and uint8 input, read as they are). See
+        :mod:`lavaconv.kernels.vnni`.
+        """
+        kx, n_groups, c16 = self.vnni
+        g = self.geometry
+        c, ky = g.in_channels, g.kernel_size[1]
+        wf = self.weight[:, ::-1, ::-1, 0].astype(np.int8)  # (C, KX, KY), correlation order
+        taps = np.zeros((kx, n_groups * 4, c16), np.int8)
+        taps[:, :ky, :c] = wf.transpose(1, 2, 0)
+        wq = np.ascontiguousarray(taps.reshape(kx, n_groups, 4, c16).transpose(0, 1, 3, 2))
+        wq = wq.view(np.int32).reshape(kx, n_groups, c16)  # 4 bytes, little-endian
+        rows = np.zeros((kx + 1, c16), np.int64)  # prefix sums over kernel rows
+        rows[1:, :c] = np.cumsum(wf.astype(np.int64).sum(axis=2).T, axis=0)
+        lo, hi = np.meshgrid(np.arange(kx + 1), np.arange(kx + 1), indexing="ij")
+        init = -128 * (rows[hi] - rows[lo]) * (hi > lo)[..., None]
+        init = aligned_copy(init.astype(np.int32).reshape(-1))
+        return aligned_copy(wq), init, np.zeros_like(init)
 
     def vnni_reads(self, dtype: np.dtype, binary: bool) -> bool:
         """Whether exact sums of frames of ``dtype`` run on the VNNI kernel (dense path)."""
@@ -598,6 +653,13 @@ class ConvEngine:
             passes = planes * -(-g.out_per_group // 4)
             vectors = planes * g.out_per_group * -(-y_out // 16)
             dense += passes * c["planes_pass"] + vectors * c["planes_vector"] * dwide
+        elif self.depthwise and dense_itemsize == 1 and self.vnni is not None:
+            _, n_groups, c16 = self.vnni  # the depthwise VNNI kernel, uint8 input
+            x_in = g.input_shape[0]
+            packed = n_frames * x_in * n_groups * y_out * c16
+            cells = n_frames * x_out * y_out * n_groups * -(-c_out // 16)
+            dense += (packed * c["vnni_pack"] + cells * kx * c["vnni_dw_tap"]
+                      - n_in * c["dense_per_in"] - n_out * c["dense_per_out"])
         elif self.depthwise:
             vectors = n_frames * x_out * y_out * kx * ky * -(-c_out // 16)
             dense += vectors * c["dw_vector"] * dwide
@@ -1094,11 +1156,13 @@ class ConvEngine:
         kernel's ``128 * sum(W[k])`` correction takes back out.
         """
         g = self.geometry
-        kxr, _, runp = self.vnni
-        wu, corr = self._prepare_vnni()
         n = frames.shape[0]
         if out is None:
             out = empty((n,) + g.output_shape, dtype)
+        if self.depthwise:
+            return self._depthwise_vnni(frames, out)
+        kxr, _, runp = self.vnni
+        wu, corr = self._prepare_vnni()
         (x_in, y_in, c_in), (px, py), (sx, sy), dx = (g.input_shape, g.padding, g.stride,
                                                       g.dilation[0])
         biased = frames.dtype == np.int8
@@ -1132,6 +1196,63 @@ class ConvEngine:
                 _vnni.conv_dense_vnni(flat, n_rows, row_len, wu, kxr, runp,
                                       corr if biased else no_corr, out[start:stop],
                                       r_sx, r_dx, ystep)
+        return out
+
+    def _dense_vnni_float(self, frames: np.ndarray, out: np.ndarray | None,
+                          binary: bool) -> np.ndarray:
+        """float64 dense sums by the VNNI kernel: exact integer sums, cast (:meth:`compute`).
+
+        The integer sums go to a per-thread scratch (int32 when every sum fits) in
+        chunks within ``_DENSE_CHUNK_BYTES`` and are cast into ``out`` (float64, new when
+        omitted): the same values as float64 accumulation, which adds integers below
+        ``2**53`` exactly in any order.
+        """
+        shape = self.geometry.output_shape
+        n = frames.shape[0]
+        if out is None:
+            out = empty((n,) + shape, np.float64)
+        bound = 1 if binary else dtype_bound(frames.dtype)  # (bool: 1)
+        acc = np.dtype(np.int32 if bound * self.weight_l1 < INT32_LIMIT else np.int64)
+        chunk = max(1, _DENSE_CHUNK_BYTES // (acc.itemsize * int(np.prod(shape))))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            sums = self._scratch("vnni_sums", (stop - start,) + shape, acc)
+            self._dense_vnni(frames[start:stop], acc, sums)
+            out[start:stop] = sums
+        return out
+
+    def _depthwise_vnni(self, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:meth:`_dense_vnni` on a depthwise layer (:mod:`lavaconv.kernels.vnni`).
+
+        :func:`~lavaconv.kernels.vnni.conv_depthwise_vnni`, one band of output rows
+        per thread. An int64 ``out`` is written through an int32 scratch (every sum fits
+        int32, :meth:`_vnni_plan`), in chunks of frames within ``_DENSE_CHUNK_BYTES``.
+        """
+        g = self.geometry
+        wq, biased, plain = self._prepare_vnni()
+        (x_in, y_in, c_in), (px, py), (sx, sy), (dx, dy) = (g.input_shape, g.padding,
+                                                            g.stride, g.dilation)
+        init = biased if frames.dtype == np.int8 else plain
+        fill = np.uint32(0x80808080 if frames.dtype == np.int8 else 0)
+        cap = np.uint8(1 if frames.dtype == np.bool_ else 255)  # (bool: any non-zero byte)
+        if frames.dtype not in _VNNI_READS:  # binary 0/1 frames of a wider integer dtype
+            frames = frames.astype(np.uint8)
+        n = frames.shape[0]
+        wide = out.dtype != np.int32
+        chunk = max(1, _DENSE_CHUNK_BYTES // (4 * int(np.prod(g.output_shape)))) if wide else n
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            m = stop - start
+            src = np.ascontiguousarray(frames[start:stop]).view(np.uint8).reshape(
+                m, x_in, y_in * c_in)
+            dst = (self._scratch("vnni_out", (m,) + g.output_shape, np.dtype(np.int32))
+                   if wide else out[start:stop])
+            bands = min(m * g.output_shape[0], _threads.get_num_threads())
+            with _threads.launch():
+                _vnni.conv_depthwise_vnni(src, wq, init, dst, c_in, g.kernel_size[1], sx,
+                                          sy, dx, dy, px, py, fill, cap, bands)
+            if wide:
+                out[start:stop] = dst
         return out
 
     def dense_scratch_entries(self, input_dtype: np.dtype | None = None,
@@ -1223,8 +1344,16 @@ class ConvEngine:
                     f"channel), got {bias.shape}.")
         frames = np.ascontiguousarray(frames)  # once, for either path
         rows = self._rows(frames)
-        if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize, None) == "dense":
-            out = self.dense(_spikes(frames) if binary else frames, dtype, out=out)
+        # float64 sums of integer-valued weights and VNNI-read input are the exact
+        # integer sums (below 2**53): the dense path computes those on the VNNI kernel
+        by_vnni = dtype == np.float64 and self.vnni_reads(frames.dtype, binary)
+        if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize,
+                             1 if by_vnni else None) == "dense":
+            frames = _spikes(frames) if binary else frames
+            if by_vnni:
+                out = self._dense_vnni_float(frames, out, binary)
+            else:
+                out = self.dense(frames, dtype, out=out)
             if bias is not None:
                 out += bias
             return out

@@ -24,7 +24,7 @@ def warmup() -> float:
     Runs tiny problems through every public entry point: ``conv`` on each path for
     bool, int8, uint8, int16, uint16, int32, int64, float32 and float64 inputs with
     int8, int32, float32 and float64 weights, on a grouped, two plain and a depthwise
-    layer, and a depthwise one with a Y stride (so every dense kernel, the VNNI one too
+    layer, and a depthwise one with a Y stride (so every dense kernel, the VNNI ones too
     on a host that has it), and the event
     path on rows of an odd number of bytes (which it scans entry by entry instead of in
     8-byte words); the engine with
