@@ -29,7 +29,9 @@ JSON schema (``lavaconv-bench/1``)::
                   "auto_choice": "dense" | "events" (the cost model's choice for the
                                   exact event count; a timed auto call decides from
                                   its own sample of rows),
-                  "model_crossover": float,
+                  "model_crossover": float (the cost model's crossover density for
+                                     these frames, int32 output, as auto computes it:
+                                     with the VNNI kernel's cost where it reads them),
                   "times": {name: {"min": s, "median": s, "calls": int}},
                   "correct": {name: bool}}],
      "crossovers": {workload: measured density where events == dense, or null}}
@@ -327,11 +329,13 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
                                          0.0, max_calls=3)
             correct["scipy"] = True
             n_events = int(np.count_nonzero(x))
+            # (the dense path's accumulator as exact() sizes it: 1 byte on the VNNI kernel)
+            dense_size = 1 if engine.vnni_reads(frames.dtype, density != "graded") else 4
             results.append({
                 "workload": name, "density": density, "events": n_events,
                 "synaptic_ops": engine.synaptic_ops(frames), "dense_macs": g.dense_macs,
-                "auto_choice": engine.choose_path(n_events, 1, 4, 4),
-                "model_crossover": engine.crossover_density(4, 4),
+                "auto_choice": engine.choose_path(n_events, 1, 4, dense_size),
+                "model_crossover": engine.crossover_density(4, dense_size),
                 "times": times, "correct": correct,
             })
     report = {

@@ -1576,7 +1576,8 @@ class ConvEngine:
 
 
     # -- time-last sequences -----------------------------------------------------------
-    def timelast_pays(self, data: np.ndarray, itemsize: int) -> bool:
+    def timelast_pays(self, data: np.ndarray, itemsize: int,
+                      dense_itemsize: int | None = None) -> bool:
         """Whether :meth:`timelast_events` is the fastest way to run ``data``.
 
         It is while the estimated density (:meth:`estimate_events_timelast`) stays
@@ -1591,8 +1592,11 @@ class ConvEngine:
             The validated sequences.
         itemsize : int
             Bytes per entry of the accumulator.
+        dense_itemsize : int, optional
+            The frames path's dense accumulator, as for :meth:`crossover_density` (1:
+            its frames run on the VNNI kernel).
         """
-        density = min(self.crossover_density(itemsize), self.timelast_density)
+        density = min(self.crossover_density(itemsize, dense_itemsize), self.timelast_density)
         return self.estimate_events_timelast(data) < density * data.size
 
     def timelast_events(self, data: np.ndarray, binary: bool, dtype: np.dtype,

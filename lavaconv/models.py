@@ -481,7 +481,7 @@ class _PyConvModel:
     _plain_messages: ClassVar[bool] = True
 
     def _run_timelast(self, state: np.ndarray, state_bound: int, data: np.ndarray,
-                      bound: int, direct: np.ndarray | None
+                      bound: int, direct: np.ndarray | None, frames_dtype: np.dtype
                       ) -> tuple[np.ndarray, np.ndarray] | None:
         """:meth:`run` on the event path, reading the time-last input in place.
 
@@ -497,6 +497,9 @@ class _PyConvModel:
             Bound on ``|messages|`` of ``data``.
         direct : ndarray, (N, T, X_out, Y_out, C_out), optional
             A C-contiguous frames-first view of the caller's ``out``.
+        frames_dtype : numpy.dtype
+            The frames path's copy (:meth:`_frames_dtype`): whether it would run on the
+            VNNI kernel enters the choice between the two.
 
         Returns
         -------
@@ -513,7 +516,9 @@ class _PyConvModel:
         n, n_t = data.shape[0], data.shape[-1]
         both = max(bound, state_bound)
         dtype = self._sum_dtype(both)
-        if n_t > 1 and not engine.timelast_pays(data, dtype.itemsize):
+        # (the alternative, the frames path, may run dense on the VNNI kernel)
+        dense_size = 1 if engine.vnni_reads(frames_dtype, self.num_message_bits == 0) else None
+        if n_t > 1 and not engine.timelast_pays(data, dtype.itemsize, dense_size):
             return None
         shape = (n, n_t) + self.geometry.output_shape
         sums = (direct if direct is not None and direct.dtype == dtype
@@ -853,8 +858,9 @@ class _PyConvModel:
             direct = np.moveaxis(out, -1, 1) if batched else np.moveaxis(out, -1, 0)[None]
             if not direct.flags.c_contiguous:
                 direct = None
+        frames_dtype = self._frames_dtype(x.dtype, bound, state, state_bound)
         done = self._run_timelast(state, state_bound, x if batched else x[np.newaxis], bound,
-                                  direct)
+                                  direct, frames_dtype)
         if done is not None:
             new_state, a_out = done
         else:
@@ -862,8 +868,7 @@ class _PyConvModel:
             new_state, a_out = conv_run(state, frames, self._messages,
                                         lambda m, o: self._accumulate(m, both, o),
                                         self._chunk, out=direct,
-                                        frames_dtype=self._frames_dtype(x.dtype, bound,
-                                                                        state, state_bound))
+                                        frames_dtype=frames_dtype)
         if buffered is not None:
             a_out[:, 0] = buffered
         self._set_state(new_state if batched else new_state[0], bound)

@@ -273,3 +273,20 @@ def test_float64_dense_sums_of_integer_weights_run_on_vnni(monkeypatch):
         np.testing.assert_array_equal(got, conv_reference(x.astype(np.int64), w.astype(np.int64),
                                                           (1, 1), (1, 1), (1, 1), groups))
         assert ConvEngine(w + 0.5, g).vnni is None
+
+
+def test_timelast_choice_counts_the_vnni_kernel():
+    """run()'s choice between the in-place time-last scan and the frames path prices the
+    frames path's dense call on the VNNI kernel when its frames run there: between the
+    two crossovers the frames path is taken only then."""
+    w = np.ones((32, 3, 3, 1), np.int8)
+    engine = ConvEngine(w, validate_geometry((24, 24, 32), w.shape, 1, 1, 1, 32))
+    engine.timelast_density = 1.0
+    with_vnni, without = engine.crossover_density(4, 1), engine.crossover_density(4)
+    assert with_vnni < without
+    data = np.zeros((1, 24, 24, 32, 4), np.int8).reshape(-1)
+    step = int(2 / (with_vnni + without))  # every step-th entry: between the two
+    data[::step] = 1
+    data = data.reshape(1, 24, 24, 32, 4)
+    assert engine.timelast_pays(data, 4)
+    assert not engine.timelast_pays(data, 4, 1)
