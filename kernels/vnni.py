@@ -32,7 +32,8 @@ A depthwise layer sums per channel, so the four bytes ``vpdpbusd`` adds into one
 lane must be four taps of one channel, not four channels of one pixel as the input
 holds them. :func:`_pack_row` builds that layout per input row: ``q[g, yo, c]``
 (uint32) holds in byte ``t`` the input of column tap ``j = 4 g + t`` of output column
-``yo`` (``x[xi, yo * sy + j * dy - py, c]``, the border and unused slots ``fill``), so
+``yo`` (``x[xi, yo * sy + j * dy - py, c]``, the border ``fill``; an unused slot holds
+``fill`` or a copy of slot 0, its weights being 0), so
 that :func:`conv_depthwise_vnni` sums a cell of 16 channels with one ``vpdpbusd`` per
 kernel row and tap group (3 on a 3 x 3 kernel, against 9 float32 multiply-adds per 16
 channels in :mod:`.dense`), whatever the layer's Y stride and dilation. Each input row

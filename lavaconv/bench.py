@@ -330,7 +330,8 @@ def run(quick: bool = False, workloads: Sequence[str] | None = None,
             correct["scipy"] = True
             n_events = int(np.count_nonzero(x))
             # (the dense path's accumulator as exact() sizes it: 1 byte on the VNNI kernel)
-            dense_size = 1 if engine.vnni_reads(frames.dtype, density != "graded") else 4
+            dense_size = engine.dense_itemsize(frames.dtype, np.int32, bound,
+                                               density != "graded")
             results.append({
                 "workload": name, "density": density, "events": n_events,
                 "synaptic_ops": engine.synaptic_ops(frames), "dense_macs": g.dense_macs,

@@ -412,8 +412,8 @@ class ConvEngine:
         #: ``(KXr, run, RUNP)`` when exact sums of uint8/int8 input run on the VNNI dot
         #: kernel (:mod:`lavaconv.kernels.vnni`), ``(KX, G, C16)`` when they run on its
         #: depthwise kernel, else None: a dot layer with one merged run per tap row (one
-        #: group, ``dy == 1``) or a depthwise layer, integer weights in -128..127, on a
-        #: host with AVX512-VNNI (:data:`VNNI`).
+        #: group, ``dy == 1``) or a depthwise layer, integer (or integer-valued float)
+        #: weights in -128..127, on a host with AVX512-VNNI (:data:`VNNI`).
         self.vnni: tuple[int, int, int] | None = self._vnni_plan()
         self._crossover: float | None = None
         self._crossover_cache: dict[tuple, float] = {}
@@ -476,13 +476,14 @@ class ConvEngine:
 
         ``(KXr, run, RUNP)`` for the dot kernel; on a depthwise layer ``(KX, G, C16)``
         for :func:`lavaconv.kernels.vnni.conv_depthwise_vnni` (``G = ceil(KY / 4)``
-        packed tap groups, channels rounded up to 16).
+        packed tap groups, channels rounded up to 16). Weights must be integers, or
+        finite integer-valued floats (the float model's), in -128..127.
         """
         g = self.geometry
         w = self.weight
         if not (VNNI and w.dtype.kind in "iuf" and w.size):
             return None
-        if w.dtype.kind == "f" and not np.array_equal(w, np.trunc(w)):  # (NaN, inf too)
+        if w.dtype.kind == "f" and not (np.isfinite(w).all() and np.array_equal(w, np.trunc(w))):
             return None
         if int(w.min()) < -128 or int(w.max()) > 127:
             return None
@@ -550,6 +551,24 @@ class ConvEngine:
         init = -128 * (rows[hi] - rows[lo]) * (hi > lo)[..., None]
         init = aligned_copy(init.astype(np.int32).reshape(-1))
         return aligned_copy(wq), init, np.zeros_like(init)
+
+    def dense_itemsize(self, frames_dtype: np.dtype, sums_dtype: np.dtype, bound: int = 0,
+                       binary: bool = False) -> int:
+        """Bytes per accumulator entry of the dense path on such frames (the cost model's).
+
+        1 where the frames run on the VNNI kernels (:meth:`vnni_reads`; float sums only
+        in float64, which :meth:`compute` then takes from them); else a float sums
+        dtype's own size, or for exact integer sums (:meth:`exact`) that of the exact
+        accumulator for inputs bounded by ``bound``. What :meth:`exact`,
+        :meth:`compute`, ``run``'s time-last choice and the benchmark price.
+        """
+        sums_dtype = np.dtype(sums_dtype)
+        if (self.vnni_reads(np.dtype(frames_dtype), binary)
+                and (sums_dtype.kind != "f" or sums_dtype == np.float64)):
+            return 1
+        if sums_dtype.kind == "f":
+            return sums_dtype.itemsize
+        return exact_accumulator(int(bound) * self.weight_l1).itemsize
 
     def vnni_reads(self, dtype: np.dtype, binary: bool) -> bool:
         """Whether exact sums of frames of ``dtype`` run on the VNNI kernel (dense path)."""
@@ -1149,11 +1168,12 @@ class ConvEngine:
 
         Notes
         -----
-        In chunks of frames whose uint8 copy (padded input or gathered rows, plus
-        the 64-entry tail the kernel may read past the last run) stays within
-        ``_DENSE_CHUNK_BYTES``. int8 frames are copied as their bytes and then XORed
-        with ``0x80`` (``x + 128``, the border becoming ``0x80`` too), which the
-        kernel's ``128 * sum(W[k])`` correction takes back out.
+        On a depthwise layer: :meth:`_depthwise_vnni` (the result's dtype is then
+        ``out``'s when given). On a dot layer, in chunks of frames whose uint8 copy
+        (padded input or gathered rows, plus the 64-entry tail the kernel may read past
+        the last run) stays within ``_DENSE_CHUNK_BYTES``. int8 frames are copied as
+        their bytes and then XORed with ``0x80`` (``x + 128``, the border becoming
+        ``0x80`` too), which the kernel's ``128 * sum(W[k])`` correction takes back out.
         """
         g = self.geometry
         n = frames.shape[0]
@@ -1346,9 +1366,10 @@ class ConvEngine:
         rows = self._rows(frames)
         # float64 sums of integer-valued weights and VNNI-read input are the exact
         # integer sums (below 2**53): the dense path computes those on the VNNI kernel
-        by_vnni = dtype == np.float64 and self.vnni_reads(frames.dtype, binary)
+        dense_size = self.dense_itemsize(frames.dtype, dtype, binary=binary)
+        by_vnni = dense_size == 1
         if self._decide_rows(rows, frames.shape[0], path, dtype.itemsize,
-                             1 if by_vnni else None) == "dense":
+                             dense_size) == "dense":
             frames = _spikes(frames) if binary else frames
             if by_vnni:
                 out = self._dense_vnni_float(frames, out, binary)
@@ -1561,8 +1582,9 @@ class ConvEngine:
         vnni = self.vnni_reads(frames.dtype, binary)
         if path == "auto":
             n_in = n * self._n_in
-            limit = self.crossover_density(out_dtype.itemsize,
-                                           1 if vnni else dense_dtype.itemsize) * n_in
+            limit = self.crossover_density(
+                out_dtype.itemsize, self.dense_itemsize(frames.dtype, out_dtype, bound, binary)
+            ) * n_in
         else:
             limit = _ALWAYS if path == "events" else -_ALWAYS
         call = _ExactCall(limit, self._event_plan(n, out_dtype), dense_dtype,

@@ -516,8 +516,8 @@ class _PyConvModel:
         n, n_t = data.shape[0], data.shape[-1]
         both = max(bound, state_bound)
         dtype = self._sum_dtype(both)
-        # (the alternative, the frames path, may run dense on the VNNI kernel)
-        dense_size = 1 if engine.vnni_reads(frames_dtype, self.num_message_bits == 0) else None
+        # (priced as the frames path's dense call would run: on the VNNI kernel or not)
+        dense_size = engine.dense_itemsize(frames_dtype, dtype, both, self.num_message_bits == 0)
         if n_t > 1 and not engine.timelast_pays(data, dtype.itemsize, dense_size):
             return None
         shape = (n, n_t) + self.geometry.output_shape

@@ -84,7 +84,8 @@ def warmup() -> float:
                 model.run(data)
                 if bits:  # Lava's int32 payloads, copied into int8 frames
                     model.run(data.astype(np.int32))
-    # depthwise with sy > 1: the padded depthwise kernel (with sy == 1 the unpadded one)
+    # depthwise with sy > 1: the padded depthwise kernel for float32 input (with sy == 1
+    # the unpadded one; int8 input runs on the depthwise VNNI kernel where the host has it)
     wshape = (4, 3, 3, 1)
     engine = ConvEngine(rng.integers(-3, 4, size=wshape).astype(np.int8),
                         validate_geometry((5, 6, 4), wshape, (1, 2), 1, 1, 4))

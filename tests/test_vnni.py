@@ -290,3 +290,23 @@ def test_timelast_choice_counts_the_vnni_kernel():
     data = data.reshape(1, 24, 24, 32, 4)
     assert engine.timelast_pays(data, 4)
     assert not engine.timelast_pays(data, 4, 1)
+
+
+def test_dense_itemsize_is_what_the_dense_path_runs():
+    """The cost model's dense accumulator size (one rule for exact, compute, run's
+    time-last choice and the benchmark): 1 byte where frames run on the VNNI kernels
+    (float sums only in float64), else the float sums' own size or the exact
+    accumulator's (float32 while bound * weight_l1 < 2**24, else float64)."""
+    w = np.ones((4, 3, 3, 32), np.int8)  # weight_l1 = 288
+    engine = ConvEngine(w, validate_geometry((6, 6, 32), w.shape, 1, 1))
+    i8, i16, f64 = np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.float64)
+    assert engine.dense_itemsize(i8, np.int32, 127) == 1
+    assert engine.dense_itemsize(np.dtype(np.int32), np.int32, 1, binary=True) == 1
+    assert engine.dense_itemsize(i8, f64) == 1
+    assert engine.dense_itemsize(i8, np.float32) == 4
+    assert engine.dense_itemsize(f64, f64) == 8
+    assert engine.dense_itemsize(i16, np.int32, 32767) == 4  # 32767 * 288 < 2**24
+    assert engine.dense_itemsize(i16, np.int64, 2**20) == 8
+    grouped = ConvEngine(np.ones((4, 3, 3, 16), np.int8),
+                         validate_geometry((6, 6, 32), (4, 3, 3, 16), 1, 1, 1, 2))
+    assert grouped.vnni is None and grouped.dense_itemsize(i8, np.int32, 127) == 4
