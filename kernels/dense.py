@@ -292,13 +292,7 @@ def conv_dense_depthwise_direct(x, wt, out, c_in, ky, sx, dx, dy, px, py, res):
         xo = r - n * x_out
         orow = out[n, xo].reshape(y_out * c_in)
         orow[:] = 0
-        i_lo = kx
-        i_hi = 0
-        for i in range(kx):
-            xi = xo * sx + i * dx - px
-            if 0 <= xi < x_in:
-                i_lo = min(i_lo, i)
-                i_hi = i + 1
+        i_lo, i_hi = _rows_inside(xo, kx, sx, dx, px, x_in)
         for j in range(ky):
             shift = j * dy - py
             lo = max(0, -shift)
@@ -328,6 +322,23 @@ def conv_dense_depthwise_direct(x, wt, out, c_in, ky, sx, dx, dy, px, py, res):
                 i += 1
         if res.shape[0]:
             _store_row(out[n, xo], res[n, xo])
+
+
+@jit_serial
+def _rows_inside(xo, kx, sx, dx, px, x_in):
+    """Kernel rows ``lo..hi-1`` of output row ``xo`` whose input row lies inside the input.
+
+    They form one contiguous range (``hi <= lo``: none): row ``i`` reads input row
+    ``xo * sx + i * dx - px``.
+    """
+    lo = kx
+    hi = 0
+    for i in range(kx):
+        xi = xo * sx + i * dx - px
+        if 0 <= xi < x_in:
+            lo = min(lo, i)
+            hi = i + 1
+    return lo, hi
 
 
 @jit_serial

@@ -54,6 +54,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import jit_parallel, jit_serial
+from .dense import _rows_inside
 
 __all__ = ["conv_dense_vnni", "conv_depthwise_vnni"]
 
@@ -279,17 +280,13 @@ def conv_depthwise_vnni(x, wq, init, out, c_in, ky, sx, sy, dx, dy, px, py, fill
         for r in range(b * total // n_bands, (b + 1) * total // n_bands):
             n = r // x_out
             xo = r - n * x_out
-            lo = kx
-            hi = 0
-            for i in range(kx):
+            lo, hi = _rows_inside(xo, kx, sx, dx, px, x_in)
+            for i in range(lo, hi):  # pack the rows the window reaches, each once
                 xi = xo * sx + i * dx - px
-                if 0 <= xi < x_in:
-                    lo = min(lo, i)
-                    hi = i + 1
-                    slot = xi % span
-                    if held[slot] != n * x_in + xi:
-                        _pack_row(x[n, xi], ring[slot], c_in, ky, sy, dy, py, fill, cap)
-                        held[slot] = n * x_in + xi
+                slot = xi % span
+                if held[slot] != n * x_in + xi:
+                    _pack_row(x[n, xi], ring[slot], c_in, ky, sy, dy, py, fill, cap)
+                    held[slot] = n * x_in + xi
             orow = out[n, xo]
             if lo >= hi:
                 orow[:] = 0
